@@ -1,0 +1,186 @@
+"""LiteLLM key-management API: teams and virtual keys.
+
+Facts this relies on (LiteLLM 1.108): `key_alias` is unique and a duplicate answers 400 with
+param `key_alias`; an unknown `team_id` is accepted silently, so teams are checked here; `/key/update`
+replaces `metadata`; `/key/info` answers 404 for an unknown key and 200 with `status: deleted` for a
+deleted one.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from lambdas.domain.ports import KeyChange, KeySpec, TransientError
+from lambdas.domain.redaction import redact
+from lambdas.domain.teams import TeamPolicy
+
+
+class LiteLLMError(RuntimeError):
+    """LiteLLM refused a request for a reason a retry will not fix."""
+
+    def __init__(self, status: int, error_type: str, param: str, message: str) -> None:
+        self.status = status
+        self.error_type = error_type
+        self.param = param
+        super().__init__(f"LiteLLM answered {status} {error_type} (param {param}): {redact(message)}")
+
+
+class LiteLLMKeyGateway:
+    def __init__(
+        self, base_url: str, master_key: str, timeout_seconds: float, client: httpx.Client | None = None
+    ):
+        self._client = client or httpx.Client(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds)),
+            headers={"Authorization": f"Bearer {master_key}"},
+        )
+        self._known_teams: set[str] = set()
+        self._teams_lock = threading.Lock()
+
+    # -- teams -----------------------------------------------------------------------------------
+
+    def ensure_team(self, team_id: str, policy: TeamPolicy) -> None:
+        if team_id in self._known_teams:
+            return
+        with self._teams_lock:
+            if team_id in self._known_teams:
+                return
+            response = self._request("GET", "/team/info", params={"team_id": team_id})
+            if response.status_code == 404:
+                body = {"team_id": team_id, "team_alias": team_id, "models": list(policy.models)}
+                body.update(
+                    {
+                        name: value
+                        for name, value in policy.model_dump(exclude={"models"}).items()
+                        if value is not None
+                    }
+                )
+                created = self._request("POST", "/team/new", json=body)
+                # 400 "already exists": another worker created it between our read and write.
+                if created.status_code != 400 or "already exists" not in created.text:
+                    self._raise_for_status(created)
+            else:
+                self._raise_for_status(response)
+            self._known_teams.add(team_id)
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    def create_key(self, spec: KeySpec) -> None:
+        response = self._generate(spec)
+        if self._is_duplicate_alias(response):
+            # The alias is held by a key whose value is not in our secret (the secret was lost or
+            # replaced). The record must end with exactly one key, so the orphan goes.
+            self.delete_key(spec.alias)
+            response = self._generate(spec)
+        self._raise_for_status(response)
+
+    def upsert_key(self, spec: KeySpec) -> list[KeyChange]:
+        info = self._key_info(spec.api_key)
+        if info is None or info.get("status") == "deleted":
+            self.create_key(spec)
+            return [KeyChange.CREATED]
+        if info.get("key_alias") != spec.alias:
+            # Our secret's value belongs to a key under another alias: never adopt it.
+            raise LiteLLMError(409, "alias_mismatch", "key_alias", "the stored key carries another alias")
+        changes: list[KeyChange] = []
+        if info.get("team_id") != spec.team_id:
+            changes.append(KeyChange.TEAM)
+        if tuple(info.get("models") or ()) != spec.models:
+            changes.append(KeyChange.MODELS)
+        if (info.get("metadata") or {}) != spec.metadata:
+            changes.append(KeyChange.METADATA)
+        if changes:
+            self._raise_for_status(
+                self._request(
+                    "POST",
+                    "/key/update",
+                    json={
+                        "key": spec.api_key,
+                        "team_id": spec.team_id,
+                        "models": list(spec.models),
+                        "metadata": spec.metadata,  # replaces, so always the whole dict
+                    },
+                )
+            )
+        return changes
+
+    def delete_key(self, alias: str) -> bool:
+        response = self._request("POST", "/key/delete", json={"key_aliases": [alias]})
+        if response.status_code == 404:
+            return False
+        self._raise_for_status(response)
+        return True
+
+    def key_works(self, api_key: str, model: str) -> bool:
+        """A real, cheap request with the key itself: the proof a user's client would get."""
+        response = self._client.post(
+            "/chat/completions",
+            headers={"Authorization": f"Bearer {api_key}"},
+            json={"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1},
+        )
+        return response.status_code == 200
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _generate(self, spec: KeySpec) -> httpx.Response:
+        return self._request(
+            "POST",
+            "/key/generate",
+            json={
+                "key": spec.api_key,
+                "key_alias": spec.alias,
+                "team_id": spec.team_id,
+                "models": list(spec.models),
+                "metadata": spec.metadata,
+            },
+        )
+
+    def _key_info(self, api_key: str) -> dict[str, Any] | None:
+        response = self._request("GET", "/key/info", params={"key": api_key})
+        if response.status_code == 404:
+            return None
+        self._raise_for_status(response)
+        return response.json().get("info") or {}
+
+    @staticmethod
+    def _is_duplicate_alias(response: httpx.Response) -> bool:
+        if response.status_code != 400:
+            return False
+        error = _error_of(response)
+        return error.get("param") == "key_alias"
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.TransportError as error:  # timeouts, refused and reset connections
+            raise TransientError(f"LiteLLM {method} {path} failed: {type(error).__name__}") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(f"LiteLLM {method} {path} answered {response.status_code}")
+        return response
+
+    @staticmethod
+    def _raise_for_status(response: httpx.Response) -> None:
+        if response.is_success:
+            return
+        error = _error_of(response)
+        raise LiteLLMError(
+            response.status_code,
+            str(error.get("type", "")),
+            str(error.get("param", "")),
+            str(error.get("message", response.reason_phrase)),
+        )
+
+
+def _error_of(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body["error"]
+    if isinstance(body, dict) and "detail" in body:  # FastAPI validation error (422)
+        return {"type": "validation_error", "message": str(body["detail"])[:500]}
+    return {}

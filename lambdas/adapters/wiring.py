@@ -1,0 +1,132 @@
+"""Builds the adapters from settings once per Lambda container (or local process)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities import parameters
+
+from lambdas.adapters.dynamodb_state_store import DynamoDBStateStore
+from lambdas.adapters.kintone_records import KintoneRecords
+from lambdas.adapters.litellm_keys import LiteLLMKeyGateway
+from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
+from lambdas.domain.provisioning import KeyProvisioner, ProvisioningConfig
+from lambdas.domain.redaction import register_secret
+from lambdas.domain.settings import load_settings
+
+SECRET_CACHE_SECONDS = 300
+_SOURCE_IDENTITY_FORBIDDEN = re.compile(r"[^\w+=,.@-]")
+
+
+def secret_value(secret_id: str) -> str:
+    """A credential from Secrets Manager, cached for a few minutes and registered for redaction."""
+    value = parameters.get_secret(secret_id, max_age=SECRET_CACHE_SECONDS)
+    if not isinstance(value, str):
+        raise TypeError(f"secret {secret_id} does not hold a string")
+    register_secret(value)
+    return value
+
+
+class AuditedClients:
+    """Secrets Manager clients acting for a kintone user.
+
+    With an audit role, writes run in a role session whose SourceIdentity is the kintone user, so
+    CloudTrail names who asked for the key, not just the worker function.
+    """
+
+    _REFRESH_BEFORE_EXPIRY_SECONDS = 300
+
+    def __init__(self, audit_role_arn: str) -> None:
+        self._audit_role_arn = audit_role_arn
+        self._default = boto3.client("secretsmanager")
+        self._by_user: dict[str, tuple[Any, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, kintone_user: str) -> Any:
+        identity = _SOURCE_IDENTITY_FORBIDDEN.sub("_", kintone_user)[:64]
+        if not self._audit_role_arn or len(identity) < 2:
+            return self._default
+        with self._lock:
+            client, expires_at = self._by_user.get(identity, (None, 0.0))
+            if client is not None and expires_at - time.time() > self._REFRESH_BEFORE_EXPIRY_SECONDS:
+                return client
+            credentials = boto3.client("sts").assume_role(
+                RoleArn=self._audit_role_arn,
+                RoleSessionName=f"kintone-{identity}"[:64],
+                SourceIdentity=identity,
+                DurationSeconds=3600,
+            )["Credentials"]
+            client = boto3.client(
+                "secretsmanager",
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"],
+            )
+            self._by_user[identity] = (client, credentials["Expiration"].timestamp())
+            return client
+
+
+@cache
+def key_store() -> SecretsManagerKeyStore:
+    settings = load_settings()
+    return SecretsManagerKeyStore(
+        client_for=AuditedClients(settings.audit_role_arn),
+        prefix=settings.key_secret_prefix,
+        kms_key_id=settings.key_secret_kms_key_id,
+        recovery_window_days=settings.secret_recovery_window_days,
+    )
+
+
+@cache
+def kintone_records() -> KintoneRecords:
+    settings = load_settings()
+    return KintoneRecords(
+        settings.kintone_base_url,
+        secret_value(settings.kintone_api_token_secret_id),
+        settings.http_timeout_seconds,
+    )
+
+
+@cache
+def litellm_gateway() -> LiteLLMKeyGateway:
+    settings = load_settings()
+    return LiteLLMKeyGateway(
+        settings.litellm_base_url,
+        secret_value(settings.litellm_master_key_secret_id),
+        settings.http_timeout_seconds,
+    )
+
+
+@cache
+def provisioner() -> KeyProvisioner:
+    settings = load_settings()
+    return KeyProvisioner(
+        ProvisioningConfig(
+            team_catalog=settings.team_catalog,
+            field_codes=settings.field_codes,
+            language=settings.message_language,
+            key_alias_prefix=settings.key_alias_prefix,
+            kintone_base_url=settings.kintone_base_url,
+        ),
+        records=kintone_records(),
+        gateway=litellm_gateway(),
+        key_store=key_store(),
+        state_store=DynamoDBStateStore(boto3.resource("dynamodb").Table(settings.state_table_name)),
+    )
+
+
+@cache
+def sqs_client() -> Any:
+    return boto3.client("sqs")
+
+
+def reset_caches() -> None:
+    """Forget cached settings, secrets and clients, e.g. after the environment changed."""
+    for builder in (key_store, kintone_records, litellm_gateway, provisioner, sqs_client, load_settings):
+        builder.cache_clear()
+    parameters.clear_caches()

@@ -1,0 +1,338 @@
+"""Converge one kintone record and its LiteLLM key. Plain Python: every dependency is a port.
+
+Issuance is exactly-once by construction: the secret (named after the record) is created first and
+holds the key value, the key is generated with that value under a stable alias, and the record is
+written back with its revision. Every step is an upsert, so a retry after a crash at any point
+converges on the same single key.
+"""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from lambdas.domain import messages
+from lambdas.domain.key_request import (
+    KeyRequest,
+    MalformedRecordError,
+    RecordStatus,
+    key_hash,
+    key_request_from_record,
+)
+from lambdas.domain.ports import (
+    KeyChange,
+    KeyGateway,
+    KeySpec,
+    KeyState,
+    KeyStatus,
+    KeyStore,
+    RecordRef,
+    RecordSource,
+    RevisionConflictError,
+    SecretLabels,
+    StateStore,
+    TransientError,
+)
+from lambdas.domain.settings import FieldCodes
+from lambdas.domain.teams import TeamCatalog
+from lambdas.domain.webhook_events import WorkItem
+
+MAX_KEY_NAME_LENGTH = 100
+MAX_REVISION_CONFLICTS = 5
+
+
+class Outcome(StrEnum):
+    ISSUED = "issued"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    REVOKED = "revoked"
+    RECORD_NOT_FOUND = "record_not_found"
+
+
+@dataclass(frozen=True)
+class ProvisioningConfig:
+    team_catalog: TeamCatalog
+    field_codes: FieldCodes
+    language: messages.Language
+    key_alias_prefix: str
+    kintone_base_url: str
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    ref: RecordRef
+    team: str = ""
+    requested_by: str = ""
+
+
+class KeyProvisioner:
+    def __init__(
+        self,
+        config: ProvisioningConfig,
+        records: RecordSource,
+        gateway: KeyGateway,
+        key_store: KeyStore,
+        state_store: StateStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._records = records
+        self._gateway = gateway
+        self._key_store = key_store
+        self._state_store = state_store
+        self._clock = clock
+
+    def converge(self, item: WorkItem) -> Result:
+        ref = RecordRef(app_id=item.app_id, record_id=item.record_id)
+        for _ in range(MAX_REVISION_CONFLICTS):
+            try:
+                return self._converge_once(ref)
+            except RevisionConflictError:
+                continue  # someone saved the record meanwhile: re-read and decide again
+        raise TransientError(f"record {ref.app_id}:{ref.record_id} kept changing during write-back")
+
+    def report_gave_up(self, item: WorkItem, reason: str) -> None:
+        """After the last retry of a transient fault, say so on the record (best effort)."""
+        ref = RecordRef(app_id=item.app_id, record_id=item.record_id)
+        raw = self._records.get_record(ref)
+        if raw is None:
+            return
+        request = key_request_from_record(ref.app_id, raw, self._config.field_codes)
+        if request.status == RecordStatus.ISSUED:
+            return  # the record holds a key already; the fault hit a later change
+        text = messages.render("gave_up", self._config.language, reason=reason)
+        self._write_if_changed(request, status=RecordStatus.FAILED, message=text)
+
+    # -- decisions -------------------------------------------------------------------------------
+
+    def _converge_once(self, ref: RecordRef) -> Result:
+        raw = self._records.get_record(ref)
+        state = self._state_store.get(ref)
+        if raw is None:
+            return self._record_gone(ref, state)
+        try:
+            request = key_request_from_record(ref.app_id, raw, self._config.field_codes)
+        except MalformedRecordError as error:
+            return self._fail_malformed(ref, raw, str(error))
+
+        if request.status in (RecordStatus.REVOKE_REQUESTED, RecordStatus.REVOKED):
+            return self._revoke(ref, state, request)
+
+        problem = self._validation_problem(request)
+        if problem is not None:
+            return self._fail(request, problem)
+
+        policy = self._config.team_catalog.get(request.team)
+        assert policy is not None  # noqa: S101 - _validation_problem checked the team
+        models = request.models or policy.models
+        if self._already_issued(request, state, models):
+            return Result(Outcome.UNCHANGED, ref, request.team, request.requested_by)
+        return self._issue(request, state, models)
+
+    def _validation_problem(self, request: KeyRequest) -> str | None:
+        language = self._config.language
+        codes = self._config.field_codes
+        if not request.key_name:
+            return messages.render("missing_field", language, field=codes.key_name)
+        if len(request.key_name) > MAX_KEY_NAME_LENGTH or any(
+            unicodedata.category(char) == "Cc" for char in request.key_name
+        ):
+            return messages.render("invalid_key_name", language, max=MAX_KEY_NAME_LENGTH)
+        if not request.team:
+            return messages.render("missing_field", language, field=codes.team)
+        policy = self._config.team_catalog.get(request.team)
+        if policy is None:
+            known = messages.join_names(self._config.team_catalog.names(), language)
+            return messages.render("unknown_team", language, team=request.team, known=known)
+        not_allowed = tuple(model for model in request.models if model not in policy.models)
+        if not_allowed:
+            return messages.render(
+                "model_not_allowed",
+                language,
+                team=request.team,
+                models=messages.join_names(not_allowed, language),
+                allowed=messages.join_names(policy.models, language),
+            )
+        return None
+
+    @staticmethod
+    def _already_issued(request: KeyRequest, state: KeyState | None, models: tuple[str, ...]) -> bool:
+        return (
+            state is not None
+            and state.status == KeyStatus.ISSUED
+            and state.team == request.team
+            and state.models == models
+            and state.key_name == request.key_name
+            and request.status == RecordStatus.ISSUED
+            and request.api_key_hash == state.key_hash
+        )
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def _issue(self, request: KeyRequest, state: KeyState | None, models: tuple[str, ...]) -> Result:
+        ref = RecordRef(app_id=request.app_id, record_id=request.record_id)
+        policy = self._config.team_catalog.get(request.team)
+        assert policy is not None  # noqa: S101 - validated by the caller
+        alias = self.key_alias(ref)
+        self._gateway.ensure_team(request.team, policy)
+        requested_by = request.requested_by or (state.requested_by if state else "")
+        stored = self._key_store.get_or_create(
+            ref,
+            SecretLabels(
+                requested_by=requested_by,
+                team=request.team,
+                key_alias=alias,
+                record_url=self._record_url(ref),
+            ),
+        )
+        spec = KeySpec(
+            api_key=stored.api_key,
+            alias=alias,
+            team_id=request.team,
+            models=models,
+            metadata={
+                "key_name": request.key_name,
+                "kintone_app": ref.app_id,
+                "kintone_record": ref.record_id,
+                "requested_by": requested_by,
+                "secret_id": stored.secret_id,
+            },
+        )
+        if stored.created:
+            self._gateway.create_key(spec)
+            changes = [KeyChange.CREATED]
+        else:
+            changes = self._gateway.upsert_key(spec)
+
+        language = self._config.language
+        previously_issued = state is not None and state.status == KeyStatus.ISSUED
+        if KeyChange.CREATED in changes or not previously_issued:
+            text = messages.render(
+                "issued", language, team=request.team, models=messages.join_names(models, language)
+            )
+            outcome = Outcome.ISSUED
+        else:
+            text = messages.render(
+                "updated", language, changes=self._describe_changes(state, request, models)
+            )
+            outcome = Outcome.UPDATED
+        if (
+            outcome == Outcome.ISSUED
+            and request.status == RecordStatus.ISSUED
+            and (request.api_key == stored.api_key)
+        ):
+            revision = request.revision  # a retry after the write-back landed: keep its message
+        else:
+            revision = self._write_if_changed(
+                request, status=RecordStatus.ISSUED, message=text, api_key=stored.api_key
+            )
+        self._state_store.put(
+            KeyState(
+                app_id=ref.app_id,
+                record_id=ref.record_id,
+                status=KeyStatus.ISSUED,
+                key_alias=alias,
+                key_hash=key_hash(stored.api_key),
+                secret_id=stored.secret_id,
+                team=request.team,
+                models=models,
+                key_name=request.key_name,
+                requested_by=requested_by,
+                record_revision=revision,
+                message=text,
+                updated_at=self._clock(),
+            )
+        )
+        return Result(outcome, ref, request.team, requested_by)
+
+    def _describe_changes(self, state: KeyState | None, request: KeyRequest, models: tuple[str, ...]) -> str:
+        language = self._config.language
+        parts = []
+        if state is None or state.team != request.team:
+            parts.append(f"team: {state.team if state else '-'} → {request.team}")
+        if state is None or state.models != models:
+            before = messages.join_names(state.models if state else (), language)
+            parts.append(f"models: {before} → {messages.join_names(models, language)}")
+        if state is not None and state.key_name != request.key_name:
+            parts.append(f"key_name: {state.key_name} → {request.key_name}")
+        return "; ".join(parts) or "-"
+
+    def _fail(self, request: KeyRequest, text: str) -> Result:
+        ref = RecordRef(app_id=request.app_id, record_id=request.record_id)
+        self._write_if_changed(request, status=RecordStatus.FAILED, message=text)
+        return Result(Outcome.FAILED, ref, request.team, request.requested_by)
+
+    def _fail_malformed(self, ref: RecordRef, raw: dict, reason: str) -> Result:
+        codes = self._config.field_codes
+        text = messages.render("malformed_record", self._config.language, reason=reason)
+        try:
+            revision = int(raw["$revision"]["value"])
+        except (KeyError, TypeError, ValueError):
+            return Result(Outcome.FAILED, ref)  # not even a revision to write against
+        if raw.get(codes.message, {}).get("value") != text:
+            self._records.write_fields(
+                ref, revision, {codes.status: RecordStatus.FAILED.value, codes.message: text}
+            )
+        return Result(Outcome.FAILED, ref)
+
+    def _revoke(self, ref: RecordRef, state: KeyState | None, request: KeyRequest | None) -> Result:
+        # Key first: it stops working at once. The secret goes even without state, in case a crash
+        # came between creating it and recording the state.
+        self._gateway.delete_key(self.key_alias(ref))
+        self._key_store.schedule_deletion(ref)
+        text = messages.render("revoked", self._config.language)
+        revision = 0
+        if request is not None:
+            revision = self._write_if_changed(request, status=RecordStatus.REVOKED, message=text, api_key="")
+        if state is None or state.status != KeyStatus.REVOKED:
+            self._state_store.put(
+                KeyState(
+                    app_id=ref.app_id,
+                    record_id=ref.record_id,
+                    status=KeyStatus.REVOKED,
+                    key_alias=self.key_alias(ref),
+                    secret_id=state.secret_id if state else "",
+                    team=state.team if state else "",
+                    requested_by=state.requested_by if state else "",
+                    record_revision=revision,
+                    message=text,
+                    updated_at=self._clock(),
+                )
+            )
+        return Result(Outcome.REVOKED, ref, state.team if state else "")
+
+    def _record_gone(self, ref: RecordRef, state: KeyState | None) -> Result:
+        """No record: a deleted one has its key revoked; a forged id never had one."""
+        if state is None:
+            return Result(Outcome.RECORD_NOT_FOUND, ref)
+        if state.status == KeyStatus.REVOKED:
+            return Result(Outcome.UNCHANGED, ref, state.team)
+        return self._revoke(ref, state, None)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _write_if_changed(
+        self, request: KeyRequest, *, status: RecordStatus, message: str, api_key: str | None = None
+    ) -> int:
+        """Write the system fields unless the record already shows them; returns the revision."""
+        codes = self._config.field_codes
+        values = {codes.status: status.value, codes.message: message}
+        current = {codes.status: request.status, codes.message: request.message}
+        if api_key is not None:
+            values[codes.api_key] = api_key
+            current[codes.api_key] = request.api_key
+        if values == current:
+            return request.revision
+        ref = RecordRef(app_id=request.app_id, record_id=request.record_id)
+        return self._records.write_fields(ref, request.revision, values)
+
+    def key_alias(self, ref: RecordRef) -> str:
+        return f"{self._config.key_alias_prefix}-{ref.app_id}-{ref.record_id}"
+
+    def _record_url(self, ref: RecordRef) -> str:
+        return f"{self._config.kintone_base_url}/k/{ref.app_id}/show#record={ref.record_id}"

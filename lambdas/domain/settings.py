@@ -1,0 +1,122 @@
+"""Settings of the provisioning functions, read from environment variables.
+
+Secrets are never in the environment: only the ids of the Secrets Manager secrets that hold them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from functools import cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lambdas.domain.teams import TeamCatalog
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class FieldCodes(BaseModel):
+    """Field codes of the kintone app. Defaults match the documented app schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_name: str = "key_name"
+    team: str = "team"
+    models: str = "models"
+    status: str = "status"
+    api_key: str = "api_key"
+    message: str = "message"
+    creator: str = "作成者"
+    modifier: str = "更新者"
+    updated_time: str = "更新日時"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kintone_base_url: str = Field(pattern=r"^https?://")
+    kintone_app_id: str = Field(pattern=r"^[1-9][0-9]*$")
+    kintone_api_token_secret_id: str = Field(min_length=1)
+    litellm_base_url: str = Field(pattern=r"^https?://")
+    litellm_master_key_secret_id: str = Field(min_length=1)
+    webhook_token_secret_id: str = Field(min_length=1)
+    queue_url: str = ""
+    state_table_name: str = Field(min_length=1)
+    key_secret_prefix: str = Field(default="kintone-llm-keys/", pattern=r"^[A-Za-z0-9/_+=.@-]+/$")
+    key_secret_kms_key_id: str = ""
+    key_alias_prefix: str = Field(default="kintone", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    team_catalog: TeamCatalog
+    field_codes: FieldCodes = FieldCodes()
+    message_language: Literal["ja", "en"] = "ja"
+    max_webhook_body_bytes: int = Field(default=1_048_576, ge=1024)
+    http_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    secret_recovery_window_days: int = Field(default=7, ge=7, le=30)
+    audit_role_arn: str = ""
+
+    @field_validator("kintone_base_url", "litellm_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")
+
+
+# Environment variable → settings field. Variables holding JSON are parsed before validation.
+ENVIRONMENT_VARIABLES: dict[str, str] = {
+    "KINTONE_BASE_URL": "kintone_base_url",
+    "KINTONE_APP_ID": "kintone_app_id",
+    "KINTONE_API_TOKEN_SECRET_ID": "kintone_api_token_secret_id",
+    "LITELLM_BASE_URL": "litellm_base_url",
+    "LITELLM_MASTER_KEY_SECRET_ID": "litellm_master_key_secret_id",
+    "WEBHOOK_TOKEN_SECRET_ID": "webhook_token_secret_id",
+    "QUEUE_URL": "queue_url",
+    "STATE_TABLE_NAME": "state_table_name",
+    "KEY_SECRET_PREFIX": "key_secret_prefix",
+    "KEY_SECRET_KMS_KEY_ID": "key_secret_kms_key_id",
+    "KEY_ALIAS_PREFIX": "key_alias_prefix",
+    "TEAM_CATALOG": "team_catalog",
+    "FIELD_CODES": "field_codes",
+    "MESSAGE_LANGUAGE": "message_language",
+    "MAX_WEBHOOK_BODY_BYTES": "max_webhook_body_bytes",
+    "HTTP_TIMEOUT_SECONDS": "http_timeout_seconds",
+    "SECRET_RECOVERY_WINDOW_DAYS": "secret_recovery_window_days",
+    "AUDIT_ROLE_ARN": "audit_role_arn",
+}
+_JSON_VARIABLES = {"TEAM_CATALOG", "FIELD_CODES"}
+_FIELD_TO_VARIABLE = {field: variable for variable, field in ENVIRONMENT_VARIABLES.items()}
+
+
+def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for variable, field in ENVIRONMENT_VARIABLES.items():
+        if variable not in environ:
+            continue
+        raw = environ[variable]
+        if variable in _JSON_VARIABLES:
+            try:
+                values[field] = json.loads(raw)
+            except json.JSONDecodeError as error:
+                raise SettingsError(f"{variable} is not valid JSON: {error.msg}") from None
+        else:
+            values[field] = raw
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors():
+            field = str(problem["loc"][0]) if problem["loc"] else ""
+            variable = _FIELD_TO_VARIABLE.get(field, field)
+            where = ".".join(str(part) for part in problem["loc"][1:])
+            kind = "is missing" if problem["type"] == "missing" else f"is invalid: {problem['msg']}"
+            problems.append(f"{variable}{'[' + where + ']' if where else ''} {kind}")
+        raise SettingsError("; ".join(problems)) from None
+
+
+@cache
+def load_settings() -> Settings:
+    """Settings of this process, read once (Lambda containers reuse them across invocations)."""
+    return settings_from_environment()

@@ -1,0 +1,76 @@
+"""SQS FIFO batch → converge each record. Partial-batch failures go back to the queue.
+
+Transient faults raise, so SQS redelivers the message; on the last delivery before the DLQ the
+record is told why no key came.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambdas.adapters.observability import logger, metrics, tracer
+from lambdas.adapters.wiring import provisioner
+from lambdas.domain.ports import TransientError
+from lambdas.domain.provisioning import Outcome
+from lambdas.domain.redaction import redact
+from lambdas.domain.webhook_events import WorkItem
+
+# Must match the DLQ's maxReceiveCount, so the last attempt knows it is the last.
+MAX_RECEIVE_COUNT = 5
+
+# A FIFO batch holds several message groups (records); one record's failure must not hold back others.
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+
+_OUTCOME_METRICS = {
+    Outcome.ISSUED: "KeysIssued",
+    Outcome.UPDATED: "KeysUpdated",
+    Outcome.FAILED: "RequestsFailed",
+    Outcome.REVOKED: "KeysRevoked",
+    Outcome.RECORD_NOT_FOUND: "RecordNotFound",
+    Outcome.UNCHANGED: "RecordsUnchanged",
+}
+
+
+@tracer.capture_method(capture_response=False)
+def converge_record(message: SQSRecord) -> None:
+    item = WorkItem.model_validate_json(message.body)
+    receive_count = int(message.attributes.approximate_receive_count or 1)
+    try:
+        result = provisioner().converge(item)
+    except TransientError as error:
+        if receive_count >= MAX_RECEIVE_COUNT:
+            logger.error(
+                "giving up after retries", extra={"record": item.message_group_id, "reason": str(error)}
+            )
+            provisioner().report_gave_up(item, redact(str(error)))
+        raise
+    metrics.add_metric(name=_OUTCOME_METRICS[result.outcome], unit=MetricUnit.Count, value=1)
+    if result.outcome in (Outcome.ISSUED, Outcome.UPDATED) and item.trigger != "RECONCILE":
+        metrics.add_metric(
+            name="TimeToKey", unit=MetricUnit.Milliseconds, value=(time.time() - item.received_at) * 1000
+        )
+    logger.info(
+        "record converged",
+        extra={
+            "record": item.message_group_id,
+            "trigger": item.trigger,
+            "outcome": result.outcome.value,
+            "team": result.team,
+            "requested_by": result.requested_by,
+            "receive_count": receive_count,
+        },
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(
+        event=event, record_handler=converge_record, processor=processor, context=context
+    )

@@ -1,0 +1,135 @@
+"""moto in server mode, and the AWS resources the provisioning functions use, created in it."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+
+from local.processes import free_port, running_pid, start_background, wait_until_healthy
+
+MOTO_PROCESS = "moto"
+LOCAL_REGION = "ap-northeast-1"
+# moto accepts any credentials; fixed dummy ones keep boto3 away from a developer's real profile.
+LOCAL_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credential
+    "AWS_DEFAULT_REGION": LOCAL_REGION,
+    "AWS_REGION": LOCAL_REGION,
+}
+MAX_RECEIVE_COUNT = 5
+
+
+def ensure_moto_server(state_dir: Path) -> str:
+    """Start moto's server unless ours is running; returns its endpoint URL."""
+    endpoint_file = state_dir / "moto.endpoint"
+    if running_pid(MOTO_PROCESS, state_dir) and endpoint_file.exists():
+        return endpoint_file.read_text().strip()
+    port = free_port()
+    moto_server = Path(sys.executable).with_name("moto_server")
+    start_background(MOTO_PROCESS, [str(moto_server), "-H", "127.0.0.1", "-p", str(port)], state_dir)
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_until_healthy(f"{endpoint}/moto-api/", 30, MOTO_PROCESS, state_dir)
+    endpoint_file.write_text(endpoint)
+    return endpoint
+
+
+@dataclass(frozen=True)
+class ProvisioningResources:
+    queue_url: str
+    dead_letter_queue_url: str
+    state_table_name: str
+    webhook_token_secret_id: str
+    kintone_api_token_secret_id: str
+    litellm_master_key_secret_id: str
+    webhook_token: str
+
+
+def _client(service: str, endpoint: str):
+    return boto3.client(service, endpoint_url=endpoint, region_name=LOCAL_REGION, **_credentials())
+
+
+def _credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": LOCAL_AWS_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": LOCAL_AWS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+def _put_secret(client, name: str, value: str) -> str:
+    try:
+        return client.create_secret(Name=name, SecretString=value)["ARN"]
+    except client.exceptions.ResourceExistsException:
+        client.put_secret_value(SecretId=name, SecretString=value)
+        return client.describe_secret(SecretId=name)["ARN"]
+
+
+def create_provisioning_resources(
+    endpoint: str,
+    namespace: str,
+    kintone_api_token: str,
+    litellm_master_key: str,
+    webhook_token: str | None = None,
+) -> ProvisioningResources:
+    """Queue, DLQ, state table and secrets as the CDK stack defines them. Safe to repeat."""
+    sqs = _client("sqs", endpoint)
+    dead_letter_queue_url = sqs.create_queue(
+        QueueName=f"{namespace}-dlq.fifo", Attributes={"FifoQueue": "true"}
+    )["QueueUrl"]
+    dead_letter_arn = sqs.get_queue_attributes(QueueUrl=dead_letter_queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=f"{namespace}-work.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+            ),
+        },
+    )["QueueUrl"]
+
+    dynamodb = _client("dynamodb", endpoint)
+    table_name = f"{namespace}-state"
+    try:
+        dynamodb.create_table(
+            TableName=table_name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "status", "AttributeType": "S"},
+                {"AttributeName": "updated_at", "AttributeType": "N"},
+            ],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "by_status",
+                    "KeySchema": [
+                        {"AttributeName": "status", "KeyType": "HASH"},
+                        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+        )
+    except dynamodb.exceptions.ResourceInUseException:
+        pass  # created by an earlier run of the same namespace
+
+    secretsmanager = _client("secretsmanager", endpoint)
+    webhook_token = webhook_token or secrets.token_urlsafe(32)
+    return ProvisioningResources(
+        queue_url=queue_url,
+        dead_letter_queue_url=dead_letter_queue_url,
+        state_table_name=table_name,
+        webhook_token_secret_id=_put_secret(secretsmanager, f"{namespace}/webhook-token", webhook_token),
+        kintone_api_token_secret_id=_put_secret(secretsmanager, f"{namespace}/kintone-api-token", kintone_api_token),
+        litellm_master_key_secret_id=_put_secret(
+            secretsmanager, f"{namespace}/litellm-master-key", litellm_master_key
+        ),
+        webhook_token=webhook_token,
+    )

@@ -1,0 +1,185 @@
+"""A real LiteLLM proxy on a real PostgreSQL for the local stack.
+
+Uses the litellm-offline kit (../shared/litellm-offline, or LITELLM_OFFLINE_KIT) when it is present,
+because this machine cannot download Prisma's engines. Otherwise takes the ordinary route for a
+machine with internet: `pip install 'litellm[proxy]'`, a PostgreSQL cluster of our own, and LiteLLM
+migrating its database at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from local.processes import free_port, running_pid, start_background, wait_until_healthy
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LITELLM_CONFIG = REPO_ROOT / "local" / "litellm-config.yaml"
+LITELLM_VERSION = "1.108.7"  # never 1.82.7 or 1.82.8 (malicious) or 1.107.0 (pulled)
+START_TIMEOUT_SECONDS = 240
+
+
+@dataclass(frozen=True)
+class LiteLLMEndpoint:
+    base_url: str
+    master_key: str
+
+
+def offline_kit() -> Path | None:
+    configured = os.environ.get("LITELLM_OFFLINE_KIT")
+    kit = Path(configured) if configured else REPO_ROOT.parent / "shared" / "litellm-offline"
+    return kit if (kit / "start.sh").exists() else None
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        name, separator, value = line.partition("=")
+        if separator:
+            values[name.strip()] = value.strip()
+    return values
+
+
+def _healthy(base_url: str) -> bool:
+    import httpx  # noqa: PLC0415 - only needed when probing an existing proxy
+
+    try:
+        return httpx.get(f"{base_url}/health/liveliness", timeout=2.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def ensure_litellm(state_dir: Path) -> LiteLLMEndpoint:
+    """Start the proxy unless one of ours is running and healthy. Safe to call repeatedly."""
+    kit = offline_kit()
+    return _ensure_with_kit(kit, state_dir) if kit else _ensure_with_pip(state_dir)
+
+
+def stop_litellm(state_dir: Path) -> None:
+    kit = offline_kit()
+    target = state_dir / "litellm-offline"
+    if kit and target.exists():
+        subprocess.run([str(kit / "stop.sh"), str(target)], check=False, capture_output=True)
+    from local.processes import stop_background  # noqa: PLC0415 - avoids a cycle at import
+
+    stop_background("litellm", state_dir)
+    pg_data = state_dir / "litellm-pg"
+    if (pg_data / "postmaster.pid").exists():
+        _run_as_postgres([str(_pg_bin() / "pg_ctl"), "-D", str(pg_data), "stop", "-m", "fast"], check=False)
+
+
+# -- the offline kit --------------------------------------------------------------------------------
+
+
+def _ensure_with_kit(kit: Path, state_dir: Path) -> LiteLLMEndpoint:
+    target = state_dir / "litellm-offline"
+    env_file = target / "state" / "litellm.env"
+    if env_file.exists():
+        values = _read_env_file(env_file)
+        if _healthy(values.get("LITELLM_URL", "")):
+            return LiteLLMEndpoint(values["LITELLM_URL"], values["LITELLM_MASTER_KEY"])
+        subprocess.run([str(kit / "stop.sh"), str(target)], check=False, capture_output=True)
+    with (state_dir / "litellm-setup.log").open("ab") as log:
+        subprocess.run([str(kit / "setup.sh"), str(target)], check=True, stdout=log, stderr=subprocess.STDOUT)
+        environment = {**os.environ, "LITELLM_MASTER_KEY": "sk-local-" + secrets.token_urlsafe(24)}
+        started = subprocess.run(
+            [
+                str(kit / "start.sh"),
+                str(target),
+                "--port",
+                "auto",
+                "--pg-port",
+                "auto",
+                "--config",
+                str(LITELLM_CONFIG),
+                "--timeout",
+                str(START_TIMEOUT_SECONDS),
+            ],
+            check=False,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=environment,
+        )
+    if started.returncode != 0:
+        raise RuntimeError(f"LiteLLM did not start; see {state_dir / 'litellm-setup.log'}")
+    values = _read_env_file(env_file)
+    return LiteLLMEndpoint(values["LITELLM_URL"], values["LITELLM_MASTER_KEY"])
+
+
+# -- the ordinary route (a machine with internet) ---------------------------------------------------
+
+
+def _pg_bin() -> Path:
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name))
+    if not versions:
+        subprocess.run(["apt-get", "update", "-q"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], check=True)
+        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name))
+    return versions[-1]
+
+
+def _run_as_postgres(argv: list[str], check: bool = True) -> None:
+    # PostgreSQL refuses to run as root.
+    command = ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+    subprocess.run(command, check=check, capture_output=True)
+
+
+def _ensure_with_pip(state_dir: Path) -> LiteLLMEndpoint:
+    endpoint_file = state_dir / "litellm.endpoint"
+    if endpoint_file.exists() and running_pid("litellm", state_dir):
+        values = _read_env_file(endpoint_file)
+        if _healthy(values["LITELLM_URL"]):
+            return LiteLLMEndpoint(values["LITELLM_URL"], values["LITELLM_MASTER_KEY"])
+
+    venv = state_dir / "litellm-venv"
+    if not (venv / "bin" / "litellm").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}", "prisma"],
+            check=True,
+        )
+
+    pg_bin = _pg_bin()
+    pg_data = state_dir / "litellm-pg"
+    pg_port = free_port()
+    if not (pg_data / "PG_VERSION").exists():
+        pg_data.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(pg_data, "postgres", "postgres")
+        _run_as_postgres([str(pg_bin / "initdb"), "-D", str(pg_data), "-A", "trust", "-U", "postgres"])
+    _run_as_postgres(
+        [
+            str(pg_bin / "pg_ctl"),
+            "-D",
+            str(pg_data),
+            "-l",
+            str(pg_data / "server.log"),
+            "-o",
+            f"-p {pg_port} -k '' -c listen_addresses=127.0.0.1",
+            "-w",
+            "start",
+        ]
+    )
+    _run_as_postgres([str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(pg_port), "litellm"], check=False)
+
+    port = free_port()
+    master_key = "sk-local-" + secrets.token_urlsafe(24)
+    start_background(
+        "litellm",
+        [str(venv / "bin" / "litellm"), "--config", str(LITELLM_CONFIG), "--host", "127.0.0.1", "--port", str(port)],
+        state_dir,
+        env={
+            "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{pg_port}/litellm",
+            "LITELLM_MASTER_KEY": master_key,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        },
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    wait_until_healthy(f"{base_url}/health/readiness", START_TIMEOUT_SECONDS, "litellm", state_dir)
+    endpoint_file.write_text(f"LITELLM_URL={base_url}\nLITELLM_MASTER_KEY={master_key}\n")
+    return LiteLLMEndpoint(base_url, master_key)

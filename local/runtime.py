@@ -1,0 +1,254 @@
+"""Stands in locally for API Gateway and Lambda's SQS event source mapping.
+
+- An HTTP endpoint turns each request into an API Gateway REST proxy event for the webhook handler.
+- A poller long-polls the FIFO queue and hands batches to the worker handler as SQS events,
+  deleting what succeeded and making failures visible again after a short delay, as Lambda does
+  after a visibility timeout.
+
+The handlers are the real ones, imported as Lambda would import them. A Lambda container runs one
+invocation at a time and Powertools relies on that (its resolver, batch processor and metrics keep
+per-invocation state in module globals), so one process runs one invocation at a time too: the
+stack gets its concurrency from several worker processes, like Lambda from several containers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+
+LOG = logging.getLogger("local.runtime")
+MAX_BATCH_SIZE = 10
+# One invocation at a time per process, as in one Lambda container.
+INVOCATION_LOCK = threading.Lock()
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = ""
+    invoked_function_arn: str = ""
+
+    def __post_init__(self) -> None:
+        self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
+        self.invoked_function_arn = (
+            self.invoked_function_arn or f"arn:aws:lambda:ap-northeast-1:000000000000:function:{self.function_name}"
+        )
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+def api_gateway_event(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """An API Gateway REST proxy event for the route POST /webhook/{token}."""
+    path_parameters = None
+    resource = path
+    parts = path.strip("/").split("/")
+    if len(parts) == 2 and parts[0] == "webhook":
+        path_parameters = {"token": parts[1]}
+        resource = "/webhook/{token}"
+    try:
+        text, is_base64 = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, is_base64 = base64.b64encode(body).decode(), True
+    request_id = str(uuid.uuid4())
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": f"/local{path}",
+            "stage": "local",
+            "requestId": request_id,
+            "requestTimeEpoch": int(time.time() * 1000),
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": text,
+        "isBase64Encoded": is_base64,
+    }
+
+
+class WebhookGateway(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int) -> None:
+        from lambdas.handlers import webhook  # noqa: PLC0415 - import after the environment is set
+
+        self.webhook_handler = webhook.handler
+        self.handler_seconds: list[float] = []
+        super().__init__(("127.0.0.1", port), _GatewayRequestHandler)
+
+
+class _GatewayRequestHandler(BaseHTTPRequestHandler):
+    server: WebhookGateway
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # the path holds the webhook token; the handler logs what matters without it
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        event = api_gateway_event("POST", self.path.split("?")[0], dict(self.headers.items()), body)
+        with INVOCATION_LOCK:
+            started = time.perf_counter()
+            response = self.server.webhook_handler(event, FakeLambdaContext("webhook"))
+            self.server.handler_seconds.append(time.perf_counter() - started)
+        payload = response.get("body") or ""
+        data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
+        self.send_response(response["statusCode"])
+        for name, value in (response.get("headers") or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST
+    do_PUT = do_POST
+
+
+class QueuePoller:
+    """Lambda's event source mapping for an SQS FIFO queue, feeding one container."""
+
+    def __init__(self, queue_url: str, retry_delay_seconds: int, function_name: str = "worker"):
+        from lambdas.handlers import worker  # noqa: PLC0415 - import after the environment is set
+
+        self._worker_handler = worker.handler
+        self._queue_url = queue_url
+        self._queue_arn = f"arn:aws:sqs:ap-northeast-1:000000000000:{queue_url.rsplit('/', 1)[-1]}"
+        self._retry_delay_seconds = retry_delay_seconds
+        self._function_name = function_name
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="poller", daemon=True)
+        self._sqs = boto3.client("sqs")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+
+    def _poll(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                messages = self._sqs.receive_message(
+                    QueueUrl=self._queue_url,
+                    MaxNumberOfMessages=MAX_BATCH_SIZE,
+                    WaitTimeSeconds=1,
+                    MessageSystemAttributeNames=["All"],
+                ).get("Messages", [])
+                if messages:
+                    self._invoke(messages)
+            except Exception:  # a poller must outlive any one failure, as Lambda's does
+                LOG.exception("poller iteration failed")
+
+    def _invoke(self, messages: list[dict[str, Any]]) -> None:
+        event = {
+            "Records": [
+                {
+                    "messageId": message["MessageId"],
+                    "receiptHandle": message["ReceiptHandle"],
+                    "body": message["Body"],
+                    "attributes": message.get("Attributes", {}),
+                    "messageAttributes": {},
+                    "md5OfBody": message.get("MD5OfBody", ""),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": self._queue_arn,
+                    "awsRegion": "ap-northeast-1",
+                }
+                for message in messages
+            ]
+        }
+        try:
+            with INVOCATION_LOCK:
+                response = self._worker_handler(event, FakeLambdaContext(self._function_name))
+            failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
+        except Exception:  # the whole invocation failed: Lambda retries the whole batch
+            LOG.exception("worker invocation failed")
+            failed = {message["MessageId"] for message in messages}
+        done = [message for message in messages if message["MessageId"] not in failed]
+        if done:
+            self._sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[{"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)],
+            )
+        for message in messages:
+            if message["MessageId"] in failed:
+                self._sqs.change_message_visibility(
+                    QueueUrl=self._queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=self._retry_delay_seconds,
+                )
+
+
+class LocalRuntime:
+    """The webhook endpoint and/or a queue poller in this process."""
+
+    def __init__(self, queue_url: str, *, serve_webhooks: bool, poll_queue: bool, port: int = 0):
+        self.gateway = WebhookGateway(port) if serve_webhooks else None
+        self.poller = QueuePoller(queue_url, retry_delay_seconds=1) if poll_queue else None
+
+    @property
+    def base_url(self) -> str:
+        if self.gateway is None:
+            return ""
+        host, port = self.gateway.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> str:
+        if self.gateway is not None:
+            threading.Thread(target=self.gateway.serve_forever, name="gateway", daemon=True).start()
+        if self.poller is not None:
+            self.poller.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.shutdown()
+            self.gateway.server_close()
+        if self.poller is not None:
+            self.poller.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("role", choices=["gateway", "worker"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--queue-url", required=True)
+    parser.add_argument("--ready-file")
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    runtime = LocalRuntime(
+        arguments.queue_url,
+        serve_webhooks=arguments.role == "gateway",
+        poll_queue=arguments.role == "worker",
+        port=arguments.port,
+    )
+    base_url = runtime.start()
+    if arguments.ready_file:
+        with open(arguments.ready_file, "w") as ready:
+            ready.write(base_url)
+    threading.Event().wait()  # serve until the stack stops this process
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""The local stack: every real part that runs on one machine, started in the background.
+
+    python -m local.stack up      # start (or keep) everything; writes .local/env
+    python -m local.stack down    # stop everything this stack started
+    python -m local.stack status
+
+Parts: LiteLLM on PostgreSQL, moto's server (SQS, Secrets Manager, DynamoDB), the kintone emulator,
+the webhook endpoint (API Gateway stand-in) and worker processes polling the queue (Lambda stand-in).
+KINTONE_BASE_URL + KINTONE_APP_ID + KINTONE_API_TOKEN in the environment select a real kintone app
+instead of the emulator; LITELLM_BASE_URL + LITELLM_MASTER_KEY a running LiteLLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import string
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from lambdas.domain.teams import LOCAL_TEAM_CATALOG
+from local.aws_resources import (
+    LOCAL_AWS_ENVIRONMENT,
+    MOTO_PROCESS,
+    create_provisioning_resources,
+    ensure_moto_server,
+)
+from local.litellm_proxy import LiteLLMEndpoint, ensure_litellm, stop_litellm
+from local.processes import running_pid, start_background, stop_background
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".local"))
+EMULATOR_PROCESS = "kintone-emulator"
+GATEWAY_PROCESS = "webhook-gateway"
+WORKER_COUNT = int(os.environ.get("LOCAL_WORKERS", "4"))
+NAMESPACE = "local"
+EMULATOR_APP_ID = "1"
+READY_TIMEOUT_SECONDS = 30
+
+
+def _wait_for_file(path: Path, process_name: str) -> str:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        if running_pid(process_name, STATE_DIR) is None:
+            break
+        time.sleep(0.05)  # another process's start-up; it signals readiness by writing the file
+    log_tail = (STATE_DIR / f"{process_name}.log").read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"{process_name} did not start; last log lines:\n{log_tail}")
+
+
+def _stack_secrets() -> dict[str, str]:
+    """Tokens of this stack, made once and kept (0600) so that `up` twice keeps the same URLs."""
+    path = STATE_DIR / "stack-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    alphabet = string.ascii_letters + string.digits
+    values = {
+        # kintone API tokens are 40 alphanumerics.
+        "kintone_api_token": "".join(secrets.choice(alphabet) for _ in range(40)),
+        "webhook_token": secrets.token_urlsafe(32),
+    }
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(values))
+    return values
+
+
+def _ensure_kintone(stack_secrets: dict[str, str]) -> tuple[str, str, str, bool]:
+    """(base URL, app id, API token, is emulator)."""
+    real = [os.environ.get(name, "") for name in ("KINTONE_BASE_URL", "KINTONE_APP_ID", "KINTONE_API_TOKEN")]
+    if all(real):
+        return real[0].rstrip("/"), real[1], real[2], False
+    ready_file = STATE_DIR / "kintone-emulator.url"
+    if running_pid(EMULATOR_PROCESS, STATE_DIR) is None:
+        ready_file.unlink(missing_ok=True)
+        start_background(
+            EMULATOR_PROCESS,
+            [
+                sys.executable,
+                "-m",
+                "local.kintone_emulator",
+                "--port",
+                "0",
+                "--app-id",
+                EMULATOR_APP_ID,
+                "--api-token",
+                stack_secrets["kintone_api_token"],
+                "--ready-file",
+                str(ready_file),
+            ],
+            STATE_DIR,
+            env={"PYTHONPATH": str(REPO_ROOT)},
+        )
+    base_url = _wait_for_file(ready_file, EMULATOR_PROCESS).removeprefix("KINTONE_BASE_URL=")
+    return base_url, EMULATOR_APP_ID, stack_secrets["kintone_api_token"], True
+
+
+def _ensure_litellm() -> LiteLLMEndpoint:
+    url, key = os.environ.get("LITELLM_BASE_URL", ""), os.environ.get("LITELLM_MASTER_KEY", "")
+    if url and key:
+        return LiteLLMEndpoint(url.rstrip("/"), key)
+    return ensure_litellm(STATE_DIR)
+
+
+def function_environment(
+    *,
+    aws_endpoint: str,
+    kintone_base_url: str,
+    kintone_app_id: str,
+    litellm_base_url: str,
+    resources,
+    namespace: str,
+    key_alias_prefix: str,
+) -> dict[str, str]:
+    """The Lambda functions' environment, as the CDK stack sets it, pointed at local services."""
+    return {
+        **LOCAL_AWS_ENVIRONMENT,
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "KINTONE_BASE_URL": kintone_base_url,
+        "KINTONE_APP_ID": kintone_app_id,
+        "KINTONE_API_TOKEN_SECRET_ID": resources.kintone_api_token_secret_id,
+        "LITELLM_BASE_URL": litellm_base_url,
+        "LITELLM_MASTER_KEY_SECRET_ID": resources.litellm_master_key_secret_id,
+        "WEBHOOK_TOKEN_SECRET_ID": resources.webhook_token_secret_id,
+        "QUEUE_URL": resources.queue_url,
+        "STATE_TABLE_NAME": resources.state_table_name,
+        "KEY_SECRET_PREFIX": f"{namespace}/keys/",
+        "KEY_ALIAS_PREFIX": key_alias_prefix,
+        "TEAM_CATALOG": json.dumps(LOCAL_TEAM_CATALOG),
+        "MESSAGE_LANGUAGE": os.environ.get("MESSAGE_LANGUAGE", "ja"),
+        "POWERTOOLS_SERVICE_NAME": "kintone-llm-keys",
+        "POWERTOOLS_METRICS_NAMESPACE": "KintoneLLMKeys",
+        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+        "LOG_LEVEL": "INFO",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+
+
+def up() -> dict[str, str]:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    stack_secrets = _stack_secrets()
+    litellm = _ensure_litellm()
+    kintone_base_url, kintone_app_id, kintone_api_token, is_emulator = _ensure_kintone(stack_secrets)
+    aws_endpoint = ensure_moto_server(STATE_DIR)
+    resources = create_provisioning_resources(
+        aws_endpoint,
+        NAMESPACE,
+        kintone_api_token=kintone_api_token,
+        litellm_master_key=litellm.master_key,
+        webhook_token=stack_secrets["webhook_token"],
+    )
+    environment = function_environment(
+        aws_endpoint=aws_endpoint,
+        kintone_base_url=kintone_base_url,
+        kintone_app_id=kintone_app_id,
+        litellm_base_url=litellm.base_url,
+        resources=resources,
+        namespace=NAMESPACE,
+        key_alias_prefix="kintone",
+    )
+    # The functions read settings once per process: restart them whenever what they read changed.
+    environment_file = STATE_DIR / "functions.json"
+    changed = not environment_file.exists() or json.loads(environment_file.read_text()) != environment
+    if changed:
+        _stop_functions()
+        environment_file.write_text(json.dumps(environment, indent=1))
+    gateway_url = _ensure_functions(resources.queue_url, environment)
+    webhook_url = f"{gateway_url}/webhook/{resources.webhook_token}"
+    if is_emulator:
+        httpx.post(f"{kintone_base_url}/_emulator/config", json={"webhook_url": webhook_url}, timeout=5).raise_for_status()
+
+    stack_env = {
+        "KINTONE_BASE_URL": kintone_base_url,
+        "KINTONE_APP_ID": kintone_app_id,
+        "KINTONE_API_TOKEN": kintone_api_token,
+        "LITELLM_BASE_URL": litellm.base_url,
+        "LITELLM_MASTER_KEY": litellm.master_key,
+        "WEBHOOK_URL": webhook_url,
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "QUEUE_URL": resources.queue_url,
+        "DEAD_LETTER_QUEUE_URL": resources.dead_letter_queue_url,
+        "STATE_TABLE_NAME": resources.state_table_name,
+        "KEY_SECRET_PREFIX": environment["KEY_SECRET_PREFIX"],
+    }
+    env_file = STATE_DIR / "env"
+    env_file.touch(mode=0o600)
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in stack_env.items()))
+    return stack_env
+
+
+def _ensure_functions(queue_url: str, environment: dict[str, str]) -> str:
+    ready_file = STATE_DIR / "webhook-gateway.url"
+    if running_pid(GATEWAY_PROCESS, STATE_DIR) is None:
+        ready_file.unlink(missing_ok=True)
+        start_background(
+            GATEWAY_PROCESS,
+            [sys.executable, "-m", "local.runtime", "gateway", "--queue-url", queue_url, "--ready-file", str(ready_file)],
+            STATE_DIR,
+            env=environment,
+        )
+    for index in range(WORKER_COUNT):
+        name = f"worker-{index}"
+        if running_pid(name, STATE_DIR) is None:
+            start_background(
+                name, [sys.executable, "-m", "local.runtime", "worker", "--queue-url", queue_url], STATE_DIR, environment
+            )
+    return _wait_for_file(ready_file, GATEWAY_PROCESS)
+
+
+def _stop_functions() -> None:
+    stop_background(GATEWAY_PROCESS, STATE_DIR)
+    for pid_file in STATE_DIR.glob("worker-*.pid"):
+        stop_background(pid_file.stem, STATE_DIR)
+
+
+def down() -> None:
+    _stop_functions()
+    stop_background(EMULATOR_PROCESS, STATE_DIR)
+    stop_background(MOTO_PROCESS, STATE_DIR)
+    stop_litellm(STATE_DIR)
+    for stale in ("functions.json", "env", "moto.endpoint", "kintone-emulator.url", "webhook-gateway.url"):
+        (STATE_DIR / stale).unlink(missing_ok=True)
+
+
+def status() -> dict[str, bool]:
+    names = [EMULATOR_PROCESS, MOTO_PROCESS, GATEWAY_PROCESS] + [f"worker-{i}" for i in range(WORKER_COUNT)]
+    return {name: running_pid(name, STATE_DIR) is not None for name in names}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="local stack")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    command = parser.parse_args().command
+    if command == "up":
+        stack_env = up()
+        print(f"local stack is up; settings in {STATE_DIR / 'env'}")
+        print(f"  kintone:  {stack_env['KINTONE_BASE_URL']} (app {stack_env['KINTONE_APP_ID']})")
+        print(f"  LiteLLM:  {stack_env['LITELLM_BASE_URL']}")
+        print(f"  AWS:      {stack_env['AWS_ENDPOINT_URL']} (moto)")
+        print(f"  webhook:  {stack_env['WEBHOOK_URL'].rsplit('/', 1)[0]}/<token from .local/env>")
+    elif command == "down":
+        down()
+        print("local stack stopped")
+    else:
+        for name, running in status().items():
+            print(f"{name}: {'running' if running else 'stopped'}")
+
+
+if __name__ == "__main__":
+    main()
