@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sys
@@ -17,7 +18,7 @@ LOCAL_REGION = "ap-northeast-1"
 # moto accepts any credentials; fixed dummy ones keep boto3 away from a developer's real profile.
 LOCAL_AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credential
+    "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": LOCAL_REGION,
     "AWS_REGION": LOCAL_REGION,
 }
@@ -96,7 +97,8 @@ def create_provisioning_resources(
 
     dynamodb = _client("dynamodb", endpoint)
     table_name = f"{namespace}-state"
-    try:
+    # An earlier run of the same namespace created the table already.
+    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
         dynamodb.create_table(
             TableName=table_name,
             BillingMode="PAY_PER_REQUEST",
@@ -117,8 +119,6 @@ def create_provisioning_resources(
                 }
             ],
         )
-    except dynamodb.exceptions.ResourceInUseException:
-        pass  # created by an earlier run of the same namespace
 
     secretsmanager = _client("secretsmanager", endpoint)
     webhook_token = webhook_token or secrets.token_urlsafe(32)
@@ -127,7 +127,9 @@ def create_provisioning_resources(
         dead_letter_queue_url=dead_letter_queue_url,
         state_table_name=table_name,
         webhook_token_secret_id=_put_secret(secretsmanager, f"{namespace}/webhook-token", webhook_token),
-        kintone_api_token_secret_id=_put_secret(secretsmanager, f"{namespace}/kintone-api-token", kintone_api_token),
+        kintone_api_token_secret_id=_put_secret(
+            secretsmanager, f"{namespace}/kintone-api-token", kintone_api_token
+        ),
         litellm_master_key_secret_id=_put_secret(
             secretsmanager, f"{namespace}/litellm-master-key", litellm_master_key
         ),

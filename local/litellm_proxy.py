@@ -165,13 +165,23 @@ def _ensure_with_pip(state_dir: Path) -> LiteLLMEndpoint:
             "start",
         ]
     )
-    _run_as_postgres([str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(pg_port), "litellm"], check=False)
+    _run_as_postgres(
+        [str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(pg_port), "litellm"], check=False
+    )
 
     port = free_port()
     master_key = "sk-local-" + secrets.token_urlsafe(24)
     start_background(
         "litellm",
-        [str(venv / "bin" / "litellm"), "--config", str(LITELLM_CONFIG), "--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(venv / "bin" / "litellm"),
+            "--config",
+            str(LITELLM_CONFIG),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         state_dir,
         env={
             "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{pg_port}/litellm",

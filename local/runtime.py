@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import logging
 import threading
 import time
@@ -42,7 +41,8 @@ class FakeLambdaContext:
     def __post_init__(self) -> None:
         self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
         self.invoked_function_arn = (
-            self.invoked_function_arn or f"arn:aws:lambda:ap-northeast-1:000000000000:function:{self.function_name}"
+            self.invoked_function_arn
+            or f"arn:aws:lambda:ap-northeast-1:000000000000:function:{self.function_name}"
         )
 
     @staticmethod
@@ -101,10 +101,10 @@ class WebhookGateway(ThreadingHTTPServer):
 class _GatewayRequestHandler(BaseHTTPRequestHandler):
     server: WebhookGateway
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the path holds the webhook token; the handler logs what matters without it
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         event = api_gateway_event("POST", self.path.split("?")[0], dict(self.headers.items()), body)
@@ -189,7 +189,9 @@ class QueuePoller:
         if done:
             self._sqs.delete_message_batch(
                 QueueUrl=self._queue_url,
-                Entries=[{"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)],
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)
+                ],
             )
         for message in messages:
             if message["MessageId"] in failed:

@@ -173,7 +173,9 @@ def up() -> dict[str, str]:
     gateway_url = _ensure_functions(resources.queue_url, environment)
     webhook_url = f"{gateway_url}/webhook/{resources.webhook_token}"
     if is_emulator:
-        httpx.post(f"{kintone_base_url}/_emulator/config", json={"webhook_url": webhook_url}, timeout=5).raise_for_status()
+        httpx.post(
+            f"{kintone_base_url}/_emulator/config", json={"webhook_url": webhook_url}, timeout=5
+        ).raise_for_status()
 
     stack_env = {
         "KINTONE_BASE_URL": kintone_base_url,
@@ -200,7 +202,16 @@ def _ensure_functions(queue_url: str, environment: dict[str, str]) -> str:
         ready_file.unlink(missing_ok=True)
         start_background(
             GATEWAY_PROCESS,
-            [sys.executable, "-m", "local.runtime", "gateway", "--queue-url", queue_url, "--ready-file", str(ready_file)],
+            [
+                sys.executable,
+                "-m",
+                "local.runtime",
+                "gateway",
+                "--queue-url",
+                queue_url,
+                "--ready-file",
+                str(ready_file),
+            ],
             STATE_DIR,
             env=environment,
         )
@@ -208,7 +219,10 @@ def _ensure_functions(queue_url: str, environment: dict[str, str]) -> str:
         name = f"worker-{index}"
         if running_pid(name, STATE_DIR) is None:
             start_background(
-                name, [sys.executable, "-m", "local.runtime", "worker", "--queue-url", queue_url], STATE_DIR, environment
+                name,
+                [sys.executable, "-m", "local.runtime", "worker", "--queue-url", queue_url],
+                STATE_DIR,
+                environment,
             )
     return _wait_for_file(ready_file, GATEWAY_PROCESS)
 

@@ -2,8 +2,8 @@
 
 Facts this relies on (LiteLLM 1.108): `key_alias` is unique and a duplicate answers 400 with
 param `key_alias`; an unknown `team_id` is accepted silently, so teams are checked here; `/key/update`
-replaces `metadata`; `/key/info` answers 404 for an unknown key and 200 with `status: deleted` for a
-deleted one.
+replaces `metadata`; `/key/info` asked with a key as the bearer describes that key, and answers
+401 once it is deleted.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class LiteLLMKeyGateway:
 
     def upsert_key(self, spec: KeySpec) -> list[KeyChange]:
         info = self._key_info(spec.api_key)
-        if info is None or info.get("status") == "deleted":
+        if info is None:
             self.create_key(spec)
             return [KeyChange.CREATED]
         if info.get("key_alias") != spec.alias:
@@ -139,8 +139,13 @@ class LiteLLMKeyGateway:
         )
 
     def _key_info(self, api_key: str) -> dict[str, Any] | None:
-        response = self._request("GET", "/key/info", params={"key": api_key})
-        if response.status_code == 404:
+        """The key's own view of itself; None if it does not work (missing or deleted).
+
+        Asked with the key as the bearer rather than `?key=`, so the key never sits in a URL that
+        a proxy or access log could keep.
+        """
+        response = self._request("GET", "/key/info", headers={"Authorization": f"Bearer {api_key}"})
+        if response.status_code in (401, 404):
             return None
         self._raise_for_status(response)
         return response.json().get("info") or {}

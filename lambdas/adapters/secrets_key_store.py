@@ -77,19 +77,19 @@ class SecretsManagerKeyStore:
                 secret_id=created["ARN"], api_key=json.loads(request["SecretString"])["api_key"], created=True
             )
         except ClientError as error:
-            code = error.response["Error"]["Code"]
-            if code == "ResourceExistsException":
-                return self._existing(client, name)
-            if code == "InvalidRequestException" and "scheduled for deletion" in str(error):
-                # A revoked record asked for a key again: restore the secret but never reuse its value.
-                _call(client.restore_secret, SecretId=name)
-                _call(
-                    client.put_secret_value,
-                    SecretId=name,
-                    SecretString=json.dumps({"api_key": new_api_key()}),
-                )
-                return self._existing(client, name, created=True)
-            raise
+            # The name is taken, by a live secret or (AWS: InvalidRequest; moto: ResourceExists) by one
+            # scheduled for deletion.
+            if error.response["Error"]["Code"] not in ("ResourceExistsException", "InvalidRequestException"):
+                raise
+        try:
+            return self._existing(client, name)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "InvalidRequestException":
+                raise
+        # A revoked record asked for a key again: restore the secret but never reuse its value.
+        _call(client.restore_secret, SecretId=name)
+        _call(client.put_secret_value, SecretId=name, SecretString=json.dumps({"api_key": new_api_key()}))
+        return self._existing(client, name, created=True)
 
     def _existing(self, client: Any, name: str, *, created: bool = False) -> StoredKey:
         value = _call(client.get_secret_value, SecretId=name)

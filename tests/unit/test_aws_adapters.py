@@ -1,0 +1,93 @@
+"""Secrets Manager key store and DynamoDB state store against in-process moto."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdas.adapters.dynamodb_state_store import DynamoDBStateStore
+from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
+from lambdas.domain.ports import KeyState, KeyStatus, RecordRef, SecretLabels
+
+REF = RecordRef(app_id="1", record_id="42")
+LABELS = SecretLabels(
+    requested_by="taro", team="platform", key_alias="kintone-1-42", record_url="https://x/k/1/show#record=42"
+)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def store(aws) -> SecretsManagerKeyStore:
+    client = boto3.client("secretsmanager")
+    return SecretsManagerKeyStore(lambda _user: client, "keys/test/", "", 7)
+
+
+def test_the_first_call_creates_the_secret_and_later_calls_reuse_it(store: SecretsManagerKeyStore) -> None:
+    first = store.get_or_create(REF, LABELS)
+    again = store.get_or_create(REF, LABELS)
+    assert first.created and not again.created
+    assert first.api_key == again.api_key
+    assert first.api_key.startswith("sk-") and len(first.api_key) > 40
+
+
+def test_the_secret_leads_an_auditor_to_the_record(store: SecretsManagerKeyStore) -> None:
+    store.get_or_create(REF, LABELS)
+    described = boto3.client("secretsmanager").describe_secret(SecretId="keys/test/app-1/record-42")
+    tags = {tag["Key"]: tag["Value"] for tag in described["Tags"]}
+    assert tags == {
+        "kintone:app": "1",
+        "kintone:record": "42",
+        "kintone:requested-by": "taro",
+        "litellm:team": "platform",
+        "litellm:key-alias": "kintone-1-42",
+    }
+    assert "requested by taro" in described["Description"]
+
+
+def test_a_revoked_record_asking_again_gets_a_new_value(store: SecretsManagerKeyStore) -> None:
+    old = store.get_or_create(REF, LABELS)
+    store.schedule_deletion(REF)
+    store.schedule_deletion(REF)  # repeating is harmless
+    renewed = store.get_or_create(REF, LABELS)
+    assert renewed.created
+    assert renewed.api_key != old.api_key
+    value = boto3.client("secretsmanager").get_secret_value(SecretId="keys/test/app-1/record-42")
+    assert json.loads(value["SecretString"])["api_key"] == renewed.api_key
+
+
+def test_state_round_trips(aws) -> None:
+    dynamodb = boto3.resource("dynamodb")
+    table = dynamodb.create_table(
+        TableName="state",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )
+    states = DynamoDBStateStore(table)
+    assert states.get(REF) is None
+    state = KeyState(
+        app_id="1",
+        record_id="42",
+        status=KeyStatus.ISSUED,
+        key_alias="kintone-1-42",
+        key_hash="ab" * 32,
+        team="platform",
+        models=("fake-gpt",),
+        key_name="検証",
+        record_revision=3,
+        updated_at=1_700_000_000.25,
+    )
+    states.put(state)
+    assert states.get(REF) == state

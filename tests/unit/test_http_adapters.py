@@ -1,0 +1,174 @@
+"""The kintone and LiteLLM clients against scripted HTTP answers (shapes taken from the real services)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from lambdas.adapters.kintone_records import KintoneError, KintoneRecords
+from lambdas.adapters.litellm_keys import LiteLLMError, LiteLLMKeyGateway
+from lambdas.domain.ports import KeyChange, KeySpec, RecordRef, RevisionConflictError, TransientError
+from lambdas.domain.teams import TeamPolicy
+
+REF = RecordRef(app_id="1", record_id="5")
+API_KEY = "sk-test-abcdefghijklmnopqrstuvwxyz"
+SPEC = KeySpec(
+    api_key=API_KEY, alias="kintone-1-5", team_id="platform", models=("fake-gpt",), metadata={"k": "v"}
+)
+
+
+def scripted(*answers: httpx.Response | Exception):
+    """A transport that answers in order and records the requests."""
+    requests: list[httpx.Request] = []
+    pending = list(answers)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        reply = pending.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    return httpx.MockTransport(answer), requests
+
+
+def kintone_error(status: int, code: str) -> httpx.Response:
+    return httpx.Response(status, json={"code": code, "id": "abc", "message": "message from kintone"})
+
+
+def litellm_error(status: int, error_type: str, param: str | None, message: str) -> httpx.Response:
+    return httpx.Response(
+        status, json={"error": {"message": message, "type": error_type, "param": param, "code": str(status)}}
+    )
+
+
+def kintone(*answers) -> tuple[KintoneRecords, list[httpx.Request]]:
+    transport, requests = scripted(*answers)
+    client = httpx.Client(base_url="https://example.cybozu.com", transport=transport)
+    return KintoneRecords("https://example.cybozu.com", "token", 5, client=client), requests
+
+
+def litellm(*answers) -> tuple[LiteLLMKeyGateway, list[httpx.Request]]:
+    transport, requests = scripted(*answers)
+    client = httpx.Client(base_url="http://litellm", transport=transport)
+    return LiteLLMKeyGateway("http://litellm", "sk-master-xyz", 5, client=client), requests
+
+
+# -- kintone ---------------------------------------------------------------------------------------
+
+
+def test_get_record_returns_none_for_a_missing_record() -> None:
+    records, _ = kintone(kintone_error(404, "GAIA_RE01"))
+    assert records.get_record(REF) is None
+
+
+def test_write_back_uses_the_bulk_api_with_the_revision() -> None:
+    records, requests = kintone(httpx.Response(200, json={"records": [{"id": "5", "revision": "8"}]}))
+    assert records.write_fields(REF, 7, {"status": "Issued"}) == 8
+    [request] = requests
+    assert (request.method, request.url.path) == ("PUT", "/k/v1/records.json")
+    assert json.loads(request.content) == {
+        "app": "1",
+        "records": [{"id": "5", "revision": "7", "record": {"status": {"value": "Issued"}}}],
+    }
+
+
+def test_a_revision_mismatch_is_a_conflict() -> None:
+    records, _ = kintone(kintone_error(409, "GAIA_CO02"))
+    with pytest.raises(RevisionConflictError):
+        records.write_fields(REF, 7, {"status": "Issued"})
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [kintone_error(429, "GAIA_TM12"), kintone_error(503, "CB_IJ01"), httpx.ConnectTimeout("slow")],
+)
+def test_overload_outages_and_timeouts_are_transient(answer) -> None:
+    records, _ = kintone(answer)
+    with pytest.raises(TransientError):
+        records.get_record(REF)
+
+
+def test_other_refusals_are_permanent_with_kintone_code() -> None:
+    records, _ = kintone(kintone_error(403, "GAIA_NO01"))
+    with pytest.raises(KintoneError, match="GAIA_NO01"):
+        records.get_record(REF)
+
+
+# -- LiteLLM ---------------------------------------------------------------------------------------
+
+
+def test_ensure_team_creates_a_missing_team_once() -> None:
+    gateway, requests = litellm(
+        litellm_error(404, "auth_error", "None", "Team not found"),
+        httpx.Response(200, json={"team_id": "platform"}),
+    )
+    policy = TeamPolicy(models=("fake-gpt",), max_budget=10.0)
+    gateway.ensure_team("platform", policy)
+    gateway.ensure_team("platform", policy)  # cached: no more requests
+    assert [request.url.path for request in requests] == ["/team/info", "/team/new"]
+    assert json.loads(requests[1].content) == {
+        "team_id": "platform",
+        "team_alias": "platform",
+        "models": ["fake-gpt"],
+        "max_budget": 10.0,
+    }
+
+
+def test_create_key_removes_an_orphan_holding_the_alias() -> None:
+    gateway, requests = litellm(
+        litellm_error(400, "bad_request_error", "key_alias", "Key with alias 'kintone-1-5' already exists."),
+        httpx.Response(200, json={"deleted_keys": ["kintone-1-5"]}),
+        httpx.Response(200, json={"key": API_KEY}),
+    )
+    gateway.create_key(SPEC)
+    assert [request.url.path for request in requests] == ["/key/generate", "/key/delete", "/key/generate"]
+    assert json.loads(requests[1].content) == {"key_aliases": ["kintone-1-5"]}
+
+
+def test_upsert_asks_with_the_key_as_bearer_and_updates_what_differs() -> None:
+    info = {"key_alias": "kintone-1-5", "team_id": "research", "models": ["fake-gpt"], "metadata": {"k": "v"}}
+    gateway, requests = litellm(httpx.Response(200, json={"info": info}), httpx.Response(200, json={}))
+    assert gateway.upsert_key(SPEC) == [KeyChange.TEAM]
+    assert requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
+    assert API_KEY not in str(requests[0].url)
+    assert json.loads(requests[1].content)["metadata"] == {"k": "v"}  # always the whole dict
+
+
+def test_upsert_creates_a_key_that_does_not_work() -> None:
+    gateway, requests = litellm(
+        litellm_error(401, "token_not_found_in_db", "key", "Authentication Error"),
+        httpx.Response(200, json={"key": API_KEY}),
+    )
+    assert gateway.upsert_key(SPEC) == [KeyChange.CREATED]
+    assert requests[1].url.path == "/key/generate"
+
+
+def test_upsert_never_adopts_a_key_under_another_alias() -> None:
+    info = {"key_alias": "someone-else", "team_id": "platform", "models": ["fake-gpt"], "metadata": {}}
+    gateway, _ = litellm(httpx.Response(200, json={"info": info}))
+    with pytest.raises(LiteLLMError, match="another alias"):
+        gateway.upsert_key(SPEC)
+
+
+def test_deleting_nothing_is_not_an_error() -> None:
+    gateway, _ = litellm(litellm_error(404, "internal_server_error", None, "{'error': 'No keys found'}"))
+    assert gateway.delete_key("kintone-1-5") is False
+
+
+@pytest.mark.parametrize(
+    "answer", [httpx.Response(502, text="bad gateway"), httpx.ReadTimeout("slow"), httpx.ConnectError("down")]
+)
+def test_litellm_outages_are_transient(answer) -> None:
+    gateway, _ = litellm(answer)
+    with pytest.raises(TransientError):
+        gateway.create_key(SPEC)
+
+
+def test_errors_never_carry_a_key() -> None:
+    gateway, _ = litellm(litellm_error(400, "bad_request_error", "key", f"bad key {API_KEY}"))
+    with pytest.raises(LiteLLMError) as error:
+        gateway.create_key(SPEC)
+    assert API_KEY not in str(error.value)
