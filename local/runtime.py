@@ -138,6 +138,9 @@ class QueuePoller:
         self._function_name = function_name
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="poller", daemon=True)
+        # Tests wait on this instead of sleeping: how many messages the worker has handled so far.
+        self._handled = 0
+        self._handled_changed = threading.Condition()
         self._sqs = boto3.client("sqs")
 
     def start(self) -> None:
@@ -146,6 +149,16 @@ class QueuePoller:
     def stop(self) -> None:
         self._stopping.set()
         self._thread.join(timeout=5)
+
+    @property
+    def handled(self) -> int:
+        with self._handled_changed:
+            return self._handled
+
+    def wait_handled(self, count: int, timeout: float) -> bool:
+        """Block until at least `count` messages were handled (succeeded or failed)."""
+        with self._handled_changed:
+            return self._handled_changed.wait_for(lambda: self._handled >= count, timeout)
 
     def _poll(self) -> None:
         while not self._stopping.is_set():
@@ -200,6 +213,9 @@ class QueuePoller:
                     ReceiptHandle=message["ReceiptHandle"],
                     VisibilityTimeout=self._retry_delay_seconds,
                 )
+        with self._handled_changed:
+            self._handled += len(messages)
+            self._handled_changed.notify_all()
 
 
 class LocalRuntime:

@@ -189,6 +189,7 @@ def up() -> dict[str, str]:
         "DEAD_LETTER_QUEUE_URL": resources.dead_letter_queue_url,
         "STATE_TABLE_NAME": resources.state_table_name,
         "KEY_SECRET_PREFIX": environment["KEY_SECRET_PREFIX"],
+        "KINTONE_IS_EMULATOR": "true" if is_emulator else "false",
     }
     env_file = STATE_DIR / "env"
     env_file.touch(mode=0o600)

@@ -92,6 +92,12 @@ class LiteLLMKeyGateway:
             changes.append(KeyChange.MODELS)
         if (info.get("metadata") or {}) != spec.metadata:
             changes.append(KeyChange.METADATA)
+        if KeyChange.TEAM in changes:
+            # LiteLLM checks the key's current models against the new team and refuses a move
+            # while they differ, so the models are cleared (= all of the old team's) first.
+            self._raise_for_status(
+                self._request("POST", "/key/update", json={"key": spec.api_key, "models": []})
+            )
         if changes:
             self._raise_for_status(
                 self._request(

@@ -37,9 +37,9 @@ _OUTCOME_METRICS = {
 
 
 @tracer.capture_method(capture_response=False)
-def converge_record(message: SQSRecord) -> None:
-    item = WorkItem.model_validate_json(message.body)
-    receive_count = int(message.attributes.approximate_receive_count or 1)
+def converge_record(record: SQSRecord) -> None:
+    item = WorkItem.model_validate_json(record.body)
+    receive_count = int(record.attributes.approximate_receive_count or 1)
     try:
         result = provisioner().converge(item)
     except TransientError as error:

@@ -130,11 +130,15 @@ def test_create_key_removes_an_orphan_holding_the_alias() -> None:
 
 def test_upsert_asks_with_the_key_as_bearer_and_updates_what_differs() -> None:
     info = {"key_alias": "kintone-1-5", "team_id": "research", "models": ["fake-gpt"], "metadata": {"k": "v"}}
-    gateway, requests = litellm(httpx.Response(200, json={"info": info}), httpx.Response(200, json={}))
+    gateway, requests = litellm(
+        httpx.Response(200, json={"info": info}), httpx.Response(200, json={}), httpx.Response(200, json={})
+    )
     assert gateway.upsert_key(SPEC) == [KeyChange.TEAM]
     assert requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
     assert API_KEY not in str(requests[0].url)
-    assert json.loads(requests[1].content)["metadata"] == {"k": "v"}  # always the whole dict
+    # A team move clears the models first: LiteLLM refuses a move while they differ from the team's.
+    assert json.loads(requests[1].content) == {"key": API_KEY, "models": []}
+    assert json.loads(requests[2].content)["metadata"] == {"k": "v"}  # always the whole dict
 
 
 def test_upsert_creates_a_key_that_does_not_work() -> None:

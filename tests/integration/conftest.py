@@ -1,0 +1,227 @@
+"""The real local stack for integration tests.
+
+LiteLLM (on PostgreSQL) and moto's server are shared with `make up` (started if not running); each
+test session gets its own queue, table, secrets prefix and key aliases in them, its own kintone
+emulator, and the real handlers running in this process so tests can watch them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from lambdas.adapters.wiring import reset_caches
+from local.aws_resources import (
+    LOCAL_REGION,
+    ProvisioningResources,
+    create_provisioning_resources,
+    ensure_moto_server,
+)
+from local.kintone_emulator import KintoneEmulator
+from local.litellm_proxy import LiteLLMEndpoint, ensure_litellm
+from local.runtime import LocalRuntime
+from local.stack import STATE_DIR, function_environment
+
+APP_ID = "1"
+WAIT_SECONDS = 20
+
+
+@dataclass
+class LocalStack:
+    emulator: KintoneEmulator
+    runtime: LocalRuntime
+    litellm: LiteLLMEndpoint
+    resources: ProvisioningResources
+    aws_endpoint: str
+    api_token: str
+    key_alias_prefix: str
+    key_secret_prefix: str
+
+    @property
+    def kintone_url(self) -> str:
+        return self.emulator.base_url
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.runtime.base_url}/webhook/{self.resources.webhook_token}"
+
+    # -- kintone, as its users and its webhooks ---------------------------------------------------
+
+    def save_record(self, user: str = "taro", **fields: Any) -> str:
+        """A user saves a new record from the kintone screen (fires ADD_RECORD)."""
+        values = {"key_name": "integration test", "team": "platform", **fields}
+        response = httpx.post(
+            f"{self.kintone_url}/k/v1/record.json",
+            headers={"X-Cybozu-API-Token": self.api_token, "X-Emulator-User": user},
+            json={"app": APP_ID, "record": {code: {"value": value} for code, value in values.items()}},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def edit_record(self, record_id: str, user: str = "taro", **fields: Any) -> int:
+        """A user edits a record from the kintone screen (fires UPDATE_RECORD); returns the revision."""
+        response = httpx.put(
+            f"{self.kintone_url}/k/v1/record.json",
+            headers={"X-Cybozu-API-Token": self.api_token, "X-Emulator-User": user},
+            json={
+                "app": APP_ID,
+                "id": record_id,
+                "record": {code: {"value": value} for code, value in fields.items()},
+            },
+            timeout=10,
+        )
+        response.raise_for_status()
+        return int(response.json()["revision"])
+
+    def wait_for_write_after(self, record_id: str, revision: int) -> dict[str, Any]:
+        """The record once something wrote to it after `revision` (e.g. the system's write-back)."""
+        response = httpx.get(
+            f"{self.kintone_url}/_emulator/records/wait",
+            params={"app": APP_ID, "id": record_id, "revision_gt": revision, "timeout": WAIT_SECONDS},
+            timeout=WAIT_SECONDS + 5,
+        )
+        body = response.json()
+        assert body["matched"], f"nothing wrote to record {record_id} after revision {revision}"
+        return body["record"]
+
+    def record(self, record_id: str) -> dict[str, Any]:
+        response = httpx.get(
+            f"{self.kintone_url}/k/v1/record.json",
+            params={"app": APP_ID, "id": record_id},
+            headers={"X-Cybozu-API-Token": self.api_token},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()["record"]
+
+    def wait_for_status(self, record_id: str, status: str) -> dict[str, Any]:
+        response = httpx.get(
+            f"{self.kintone_url}/_emulator/records/wait",
+            params={
+                "app": APP_ID,
+                "id": record_id,
+                "field": "status",
+                "equals": status,
+                "timeout": WAIT_SECONDS,
+            },
+            timeout=WAIT_SECONDS + 5,
+        )
+        body = response.json()
+        assert body["matched"], f"record {record_id} never reached {status}: {body['record']['message']}"
+        return body["record"]
+
+    def webhooks_for(self, record_id: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.emulator.webhook_log() if entry["record_id"] == record_id]
+
+    def deliver(self, payload: dict[str, Any] | bytes) -> httpx.Response:
+        """Deliver a webhook ourselves (a replay, a forgery, an echo) and wait until it is handled."""
+        handled_before = self.runtime.poller.handled
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        response = httpx.post(self.webhook_url, content=body, timeout=10)
+        if response.status_code == 202 and response.json().get("result") == "queued":
+            self.wait_handled(handled_before + 1)
+        return response
+
+    def wait_handled(self, count: int) -> None:
+        assert self.runtime.poller.wait_handled(count, WAIT_SECONDS), "the worker did not handle the message"
+
+    # -- LiteLLM and AWS, as an auditor would look -------------------------------------------------
+
+    def alias(self, record_id: str) -> str:
+        return f"{self.key_alias_prefix}-{APP_ID}-{record_id}"
+
+    def keys_under_alias(self, record_id: str) -> list[dict[str, Any]]:
+        response = httpx.get(
+            f"{self.litellm.base_url}/key/list",
+            params={"key_alias": self.alias(record_id), "return_full_object": "true"},
+            headers={"Authorization": f"Bearer {self.litellm.master_key}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()["keys"]
+
+    def chat_status(self, api_key: str, model: str = "fake-gpt") -> int:
+        response = httpx.post(
+            f"{self.litellm.base_url}/chat/completions",
+            headers={"Authorization": f"Bearer {api_key}"},
+            json={"model": model, "messages": [{"role": "user", "content": "hello"}]},
+            timeout=30,
+        )
+        return response.status_code
+
+    def secret_name(self, record_id: str) -> str:
+        return f"{self.key_secret_prefix}app-{APP_ID}/record-{record_id}"
+
+    def secrets_client(self):
+        return boto3.client(
+            "secretsmanager",
+            endpoint_url=self.aws_endpoint,
+            region_name=LOCAL_REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credential
+        )
+
+    def stored_key(self, record_id: str) -> str | None:
+        client = self.secrets_client()
+        try:
+            value = client.get_secret_value(SecretId=self.secret_name(record_id))
+        except client.exceptions.ResourceNotFoundException:
+            return None
+        return json.loads(value["SecretString"])["api_key"]
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[LocalStack]:
+    litellm = ensure_litellm(STATE_DIR)
+    aws_endpoint = ensure_moto_server(STATE_DIR)
+    session = uuid.uuid4().hex[:8]
+    api_token = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
+    emulator = KintoneEmulator(app_id=APP_ID, api_tokens=[api_token])
+    kintone_url = emulator.start()
+    resources = create_provisioning_resources(
+        aws_endpoint, f"it-{session}", kintone_api_token=api_token, litellm_master_key=litellm.master_key
+    )
+    environment = function_environment(
+        aws_endpoint=aws_endpoint,
+        kintone_base_url=kintone_url,
+        kintone_app_id=APP_ID,
+        litellm_base_url=litellm.base_url,
+        resources=resources,
+        namespace=f"it-{session}",
+        key_alias_prefix=f"it{session}",
+    )
+    environment["MESSAGE_LANGUAGE"] = "en"
+    saved_environment = dict(os.environ)
+    os.environ.update(environment)
+    reset_caches()
+    runtime = LocalRuntime(resources.queue_url, serve_webhooks=True, poll_queue=True)
+    runtime.start()
+    emulator.configure(webhook_url=f"{runtime.base_url}/webhook/{resources.webhook_token}")
+    try:
+        yield LocalStack(
+            emulator=emulator,
+            runtime=runtime,
+            litellm=litellm,
+            resources=resources,
+            aws_endpoint=aws_endpoint,
+            api_token=api_token,
+            key_alias_prefix=f"it{session}",
+            key_secret_prefix=environment["KEY_SECRET_PREFIX"],
+        )
+    finally:
+        runtime.stop()
+        emulator.stop()
+        os.environ.clear()
+        os.environ.update(saved_environment)
+        reset_caches()
