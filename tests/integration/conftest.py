@@ -169,7 +169,7 @@ class LocalStack:
             endpoint_url=self.aws_endpoint,
             region_name=LOCAL_REGION,
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credential
+            aws_secret_access_key="testing",
         )
 
     def stored_key(self, record_id: str) -> str | None:

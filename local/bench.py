@@ -1,0 +1,179 @@
+"""`make bench`: speed of the pipeline on the real local stack, as ratios against a baseline from the same run.
+
+- raw_generate: LiteLLM's own `/key/generate`, called directly (the floor for issuing a key);
+- time_to_key: a record saved in the kintone emulator → the record holds a key (checked to work);
+- webhook: the webhook handler's own time per request, warm, in this process.
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+import uuid
+
+import boto3
+import httpx
+
+from local import stack
+
+APP_ID = "1"
+
+
+def percentile(samples: list[float], share: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def raw_generate_ms(base_url: str, master_key: str, count: int) -> list[float]:
+    headers = {"Authorization": f"Bearer {master_key}"}
+    durations, aliases = [], []
+    run = uuid.uuid4().hex[:8]
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+        client.post("/team/new", json={"team_id": "bench", "models": ["fake-gpt"]})  # 400 if it exists
+        for index in range(count + 1):
+            alias = f"bench-raw-{run}-{index}"
+            started = time.perf_counter()
+            response = client.post(
+                "/key/generate",
+                json={
+                    "key": f"sk-bench-{uuid.uuid4().hex}",
+                    "key_alias": alias,
+                    "team_id": "bench",
+                    "models": [],
+                },
+            )
+            elapsed = (time.perf_counter() - started) * 1000
+            response.raise_for_status()
+            aliases.append(alias)
+            if index:  # the first call warms LiteLLM's caches, as the pipeline's first call does
+                durations.append(elapsed)
+        client.post("/key/delete", json={"key_aliases": aliases})
+    return durations
+
+
+def time_to_key_ms(settings: dict[str, str], count: int) -> list[float]:
+    kintone = httpx.Client(base_url=settings["KINTONE_BASE_URL"], timeout=30)
+    litellm = httpx.Client(base_url=settings["LITELLM_BASE_URL"], timeout=30)
+    headers = {"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"], "X-Emulator-User": "bench"}
+    durations = []
+    for index in range(count + stack.WORKER_COUNT):
+        record_id = kintone.post(
+            "/k/v1/record.json",
+            headers=headers,
+            json={
+                "app": APP_ID,
+                "record": {"key_name": {"value": f"bench {index}"}, "team": {"value": "platform"}},
+            },
+        ).json()["id"]
+        waited = kintone.get(
+            "/_emulator/records/wait",
+            params={"app": APP_ID, "id": record_id, "field": "api_key", "nonempty": "true", "timeout": 30},
+            timeout=40,
+        ).json()
+        if not waited["matched"]:
+            raise SystemExit(f"record {record_id} got no key: {waited['record']['message']['value']}")
+        [notification] = [
+            entry
+            for entry in kintone.get("/_emulator/webhooks").json()["notifications"]
+            if entry["record_id"] == record_id
+        ]
+        api_key = waited["record"]["api_key"]["value"]
+        chat = litellm.post(
+            "/chat/completions",
+            headers={"Authorization": f"Bearer {api_key}"},
+            json={"model": "fake-gpt", "messages": [{"role": "user", "content": "ping"}]},
+        )
+        if chat.status_code != 200:
+            raise SystemExit(f"record {record_id} holds a key that does not work ({chat.status_code})")
+        if index >= stack.WORKER_COUNT:  # the first records meet cold workers, one each
+            durations.append((waited["matched_at"] - notification["sent_at"]) * 1000)
+    return durations
+
+
+def webhook_handler_ms(count: int) -> list[float]:
+    """The real handler, warm, against moto, on events shaped like kintone's."""
+    environment = json.loads((stack.STATE_DIR / "functions.json").read_text())
+    from local.aws_resources import create_provisioning_resources  # noqa: PLC0415
+
+    resources = create_provisioning_resources(
+        environment["AWS_ENDPOINT_URL"], "bench", kintone_api_token="unused", litellm_master_key="unused"
+    )
+    environment.update(
+        {"QUEUE_URL": resources.queue_url, "WEBHOOK_TOKEN_SECRET_ID": resources.webhook_token_secret_id}
+    )
+    os.environ.update(environment)
+    from lambdas.handlers.webhook import handler  # noqa: PLC0415 - after the environment is set
+    from local.runtime import FakeLambdaContext, api_gateway_event  # noqa: PLC0415
+
+    sqs = boto3.client("sqs")
+    durations = []
+    for index in range(count + 20):
+        body = {
+            "id": str(uuid.uuid4()),
+            "type": "ADD_RECORD",
+            "app": {"id": APP_ID, "name": "LiteLLM API keys"},
+            "record": {"$id": {"type": "__ID__", "value": str(index + 1)}, "$revision": {"value": "1"}},
+            "recordTitle": "bench",
+            "url": f"http://kintone.local/k/1/show#record={index + 1}",
+        }
+        event = api_gateway_event(
+            "POST", f"/webhook/{resources.webhook_token}", {}, json.dumps(body).encode()
+        )
+        started = time.perf_counter()
+        response = handler(event, FakeLambdaContext("webhook"))
+        elapsed = (time.perf_counter() - started) * 1000
+        assert response["statusCode"] == 202, response
+        if index >= 20:  # warm: the first calls load the token and open connections
+            durations.append(elapsed)
+        # Workers keep a real queue near empty, and moto's FIFO send slows as a queue fills up.
+        for message in sqs.receive_message(QueueUrl=resources.queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            sqs.delete_message(QueueUrl=resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return durations
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100)
+    arguments = parser.parse_args()
+    settings = stack.up()
+    if settings["KINTONE_IS_EMULATOR"] != "true":
+        raise SystemExit("the benchmark needs the kintone emulator (unset KINTONE_BASE_URL)")
+
+    raw = raw_generate_ms(settings["LITELLM_BASE_URL"], settings["LITELLM_MASTER_KEY"], arguments.records)
+    # kintone sends at most 60 webhooks a minute and the emulator drops the rest as kintone does;
+    # latency is measured here, so the cap is lifted for the run (the reconciler covers drops).
+    emulator_config = f"{settings['KINTONE_BASE_URL']}/_emulator/config"
+    cap = httpx.get(emulator_config, timeout=10).json()["webhook_rate_per_minute"]
+    httpx.post(emulator_config, json={"webhook_rate_per_minute": 1_000_000}, timeout=10).raise_for_status()
+    try:
+        to_key = time_to_key_ms(settings, arguments.records)
+    finally:
+        httpx.post(emulator_config, json={"webhook_rate_per_minute": cap}, timeout=10).raise_for_status()
+    webhook = webhook_handler_ms(500)
+
+    figures = {
+        "time_to_key_p50_ms": round(statistics.median(to_key), 1),
+        "time_to_key_p99_ms": round(percentile(to_key, 0.99), 1),
+        "raw_generate_p50_ms": round(statistics.median(raw), 1),
+        "ratio_p50": round(statistics.median(to_key) / statistics.median(raw), 2),
+        "webhook_p99_ms": round(percentile(webhook, 0.99), 2),
+        "records": len(to_key),
+    }
+    print(f"raw /key/generate:  p50 {figures['raw_generate_p50_ms']} ms  p99 {percentile(raw, 0.99):.1f} ms")
+    print(
+        f"time to key:        p50 {figures['time_to_key_p50_ms']} ms  p99 {figures['time_to_key_p99_ms']} ms"
+    )
+    print(f"ratio p50:          {figures['ratio_p50']} (target ≤ 3)")
+    print(f"webhook handler:    p50 {statistics.median(webhook):.2f} ms  p99 {figures['webhook_p99_ms']} ms")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
