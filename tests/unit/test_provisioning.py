@@ -164,7 +164,14 @@ def test_a_record_that_never_stops_changing_is_retried_later(world: World) -> No
 
 @pytest.mark.parametrize(
     "crash_point",
-    ["before_secret", "after_secret", "before_litellm", "after_litellm", "before_write_back", "after_write_back"],
+    [
+        "before_secret",
+        "after_secret",
+        "before_litellm",
+        "after_litellm",
+        "before_write_back",
+        "after_write_back",
+    ],
 )
 def test_a_crash_at_any_step_still_converges_on_exactly_one_key(world: World, crash_point: str) -> None:
     ref = world.records.add(APP, kintone_record("1"))
