@@ -61,14 +61,17 @@ def receive_webhook(token: str) -> Response:
     try:
         body = _body_bytes()
     except (binascii.Error, ValueError):
+        metrics.add_metric(name="WebhookMalformed", unit=MetricUnit.Count, value=1)
         return _answer(HTTPStatus.BAD_REQUEST, "body is not valid base64")
     if len(body) > settings.max_webhook_body_bytes:
+        metrics.add_metric(name="WebhookMalformed", unit=MetricUnit.Count, value=1)
         return _answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body too large")
     try:
         event = webhook_event_adapter.validate_json(body)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
+        metrics.add_metric(name="WebhookMalformed", unit=MetricUnit.Count, value=1)
         reason = redact(f"{where}: {first['msg']}")[:200]
         return _answer(HTTPStatus.BAD_REQUEST, f"invalid kintone webhook: {reason}")
     if event.app.id != settings.kintone_app_id:
@@ -76,6 +79,7 @@ def receive_webhook(token: str) -> Response:
         return _answer(HTTPStatus.FORBIDDEN, f"app {event.app.id} is not served here")
 
     if isinstance(event, CommentAddedEvent):
+        metrics.add_metric(name="WebhookIgnored", unit=MetricUnit.Count, value=1)
         return _answer(HTTPStatus.OK, "comments need no action", result="ignored")
 
     item = WorkItem(

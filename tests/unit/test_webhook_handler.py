@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -34,27 +36,36 @@ def saved_event(
     }
 
 
+@contextlib.contextmanager
+def webhook_environment() -> Iterator[str]:
+    """The webhook handler's settings, secret and queue in in-process moto; yields the queue URL."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in valid_environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-1")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+        with mock_aws():
+            boto3.client("secretsmanager").create_secret(Name="webhook-token", SecretString=TOKEN)
+            queue_url = boto3.client("sqs").create_queue(
+                QueueName="work.fifo", Attributes={"FifoQueue": "true"}
+            )["QueueUrl"]
+            monkeypatch.setenv("WEBHOOK_TOKEN_SECRET_ID", "webhook-token")
+            monkeypatch.setenv("QUEUE_URL", queue_url)
+            monkeypatch.setenv("MAX_WEBHOOK_BODY_BYTES", "4096")
+            reset_caches()
+            try:
+                yield queue_url
+            finally:
+                reset_caches()
+
+
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch):
-    for name, value in valid_environment().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        secrets = boto3.client("secretsmanager")
-        secrets.create_secret(Name="webhook-token", SecretString=TOKEN)
-        queue_url = boto3.client("sqs").create_queue(QueueName="work.fifo", Attributes={"FifoQueue": "true"})[
-            "QueueUrl"
-        ]
-        monkeypatch.setenv("WEBHOOK_TOKEN_SECRET_ID", "webhook-token")
-        monkeypatch.setenv("QUEUE_URL", queue_url)
-        monkeypatch.setenv("MAX_WEBHOOK_BODY_BYTES", "4096")
-        reset_caches()
+def aws() -> Iterator[str]:
+    with webhook_environment() as queue_url:
         yield queue_url
-    reset_caches()
 
 
 def post(body: bytes | str | dict, token: str = TOKEN) -> tuple[int, dict]:
@@ -69,10 +80,14 @@ def post(body: bytes | str | dict, token: str = TOKEN) -> tuple[int, dict]:
 
 
 def queued(queue_url: str) -> list[dict]:
-    messages = boto3.client("sqs").receive_message(
+    """Take every message off the queue (so the next check starts from empty)."""
+    sqs = boto3.client("sqs")
+    messages = sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
-    )
-    return messages.get("Messages", [])
+    ).get("Messages", [])
+    for message in messages:
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return messages
 
 
 def test_a_valid_webhook_is_queued_per_record(aws: str) -> None:
