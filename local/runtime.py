@@ -4,6 +4,11 @@
 - A poller long-polls the FIFO queue and hands batches to the worker handler as SQS events,
   deleting what succeeded and making failures visible again after a short delay, as Lambda does
   after a visibility timeout.
+- A schedule invokes the reconciler handler with EventBridge's scheduled event every interval.
+- Rotations: in AWS the worker's `rotate_secret` makes Secrets Manager invoke the rotator for the
+  four steps. moto does not run Lambda code, so here the worker's request runs the rotator handler
+  for the four steps itself, with the same events, after the worker's invocation (as an asynchronous
+  invocation would).
 
 The handlers are the real ones, imported as Lambda would import them. A Lambda container runs one
 invocation at a time and Powertools relies on that (its resolver, batch processor and metrics keep
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import logging
 import threading
 import time
@@ -87,6 +93,99 @@ def api_gateway_event(method: str, path: str, headers: dict[str, str], body: byt
     }
 
 
+def scheduled_event() -> dict[str, Any]:
+    """What an EventBridge schedule sends."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": "ap-northeast-1",
+        "resources": ["arn:aws:events:ap-northeast-1:000000000000:rule/reconcile"],
+        "detail": {},
+    }
+
+
+def invoke_reconciler(event: dict[str, Any] | None = None) -> dict[str, Any]:
+    from lambdas.handlers import reconciler  # noqa: PLC0415 - import after the environment is set
+
+    with INVOCATION_LOCK:
+        return reconciler.handler(event or scheduled_event(), FakeLambdaContext("reconciler"))
+
+
+class ReconcilerSchedule:
+    """EventBridge's rate schedule for the reconciler."""
+
+    def __init__(self, interval_seconds: float) -> None:
+        self._interval_seconds = interval_seconds
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reconciler-schedule", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval_seconds):
+            try:
+                invoke_reconciler()
+            except Exception:  # a schedule fires again whatever the last run did, as EventBridge's does
+                LOG.exception("reconciler invocation failed")
+
+
+class InProcessRotations:
+    """Secrets Manager's side of `rotate_secret`, in this process: the four steps, in order."""
+
+    STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+
+    def __init__(self) -> None:
+        self._running: set[str] = set()
+        self._finished = 0
+        self._changed = threading.Condition()
+
+    def request_rotation(self, ref: Any) -> None:
+        from lambdas.adapters.wiring import key_store  # noqa: PLC0415 - import after the environment is set
+
+        secret_id = key_store().secret_name(ref)
+        with self._changed:
+            if secret_id in self._running:
+                return  # AWS answers "a previous rotation isn't complete" and lets that one go on
+            self._running.add(secret_id)
+        threading.Thread(target=self._rotate, args=(secret_id,), name="rotation", daemon=True).start()
+
+    @property
+    def finished(self) -> int:
+        with self._changed:
+            return self._finished
+
+    def wait_finished(self, count: int, timeout: float) -> bool:
+        """Block until at least `count` rotations ended (succeeded or failed)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._finished >= count, timeout)
+
+    def _rotate(self, secret_id: str) -> None:
+        from lambdas.handlers import rotator  # noqa: PLC0415 - import after the environment is set
+
+        token = str(uuid.uuid4())
+        try:
+            for step in self.STEPS:
+                event = {"SecretId": secret_id, "ClientRequestToken": token, "Step": step}
+                with INVOCATION_LOCK:  # queued behind the worker's invocation that asked for it
+                    rotator.handler(event, FakeLambdaContext("rotator"))
+        except Exception:  # noqa: BLE001 - the rotator logged it and told the record; AWS stops here too
+            LOG.warning("rotation of a key secret failed at a step; see the rotator's log")
+        finally:
+            with self._changed:
+                self._running.discard(secret_id)
+                self._finished += 1
+                self._changed.notify_all()
+
+
 class WebhookGateway(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -140,6 +239,7 @@ class QueuePoller:
         self._thread = threading.Thread(target=self._poll, name="poller", daemon=True)
         # Tests wait on this instead of sleeping: how many messages the worker has handled so far.
         self._handled = 0
+        self._handled_by_group: collections.Counter[str] = collections.Counter()
         self._handled_changed = threading.Condition()
         self._sqs = boto3.client("sqs")
 
@@ -159,6 +259,15 @@ class QueuePoller:
         """Block until at least `count` messages were handled (succeeded or failed)."""
         with self._handled_changed:
             return self._handled_changed.wait_for(lambda: self._handled >= count, timeout)
+
+    def handled_in_group(self, group_id: str) -> int:
+        with self._handled_changed:
+            return self._handled_by_group[group_id]
+
+    def wait_group_handled(self, group_id: str, count: int, timeout: float) -> bool:
+        """Block until at least `count` messages of one message group (one record) were handled."""
+        with self._handled_changed:
+            return self._handled_changed.wait_for(lambda: self._handled_by_group[group_id] >= count, timeout)
 
     def _poll(self) -> None:
         while not self._stopping.is_set():
@@ -215,15 +324,32 @@ class QueuePoller:
                 )
         with self._handled_changed:
             self._handled += len(messages)
+            self._handled_by_group.update(m.get("Attributes", {}).get("MessageGroupId", "") for m in messages)
             self._handled_changed.notify_all()
 
 
 class LocalRuntime:
-    """The webhook endpoint and/or a queue poller in this process."""
+    """The webhook endpoint, a queue poller (with rotations) and/or the reconciler's schedule."""
 
-    def __init__(self, queue_url: str, *, serve_webhooks: bool, poll_queue: bool, port: int = 0):
+    def __init__(
+        self,
+        queue_url: str,
+        *,
+        serve_webhooks: bool,
+        poll_queue: bool,
+        port: int = 0,
+        reconcile_every_seconds: float | None = None,
+    ):
+        from lambdas.adapters import wiring  # noqa: PLC0415 - import after the environment is set
+
         self.gateway = WebhookGateway(port) if serve_webhooks else None
         self.poller = QueuePoller(queue_url, retry_delay_seconds=1) if poll_queue else None
+        self.rotations = InProcessRotations()
+        if poll_queue:
+            wiring.use_local_rotation_requester(self.rotations)
+        self.schedule = (
+            ReconcilerSchedule(reconcile_every_seconds) if reconcile_every_seconds is not None else None
+        )
 
     @property
     def base_url(self) -> str:
@@ -237,6 +363,8 @@ class LocalRuntime:
             threading.Thread(target=self.gateway.serve_forever, name="gateway", daemon=True).start()
         if self.poller is not None:
             self.poller.start()
+        if self.schedule is not None:
+            self.schedule.start()
         return self.base_url
 
     def stop(self) -> None:
@@ -245,14 +373,17 @@ class LocalRuntime:
             self.gateway.server_close()
         if self.poller is not None:
             self.poller.stop()
+        if self.schedule is not None:
+            self.schedule.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=["gateway", "worker"])
+    parser.add_argument("role", choices=["gateway", "worker", "reconciler"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--queue-url", required=True)
     parser.add_argument("--ready-file")
+    parser.add_argument("--interval", type=float, default=60.0, help="reconciler: seconds between runs")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     runtime = LocalRuntime(
@@ -260,6 +391,7 @@ def main() -> None:
         serve_webhooks=arguments.role == "gateway",
         poll_queue=arguments.role == "worker",
         port=arguments.port,
+        reconcile_every_seconds=arguments.interval if arguments.role == "reconciler" else None,
     )
     base_url = runtime.start()
     if arguments.ready_file:

@@ -5,7 +5,8 @@
     python -m local.stack status
 
 Parts: LiteLLM on PostgreSQL, moto's server (SQS, Secrets Manager, DynamoDB), the kintone emulator,
-the webhook endpoint (API Gateway stand-in) and worker processes polling the queue (Lambda stand-in).
+the webhook endpoint (API Gateway stand-in), worker processes polling the queue (Lambda stand-in)
+and the reconciler on a schedule (EventBridge stand-in, every RECONCILE_INTERVAL_SECONDS, default 60).
 KINTONE_BASE_URL + KINTONE_APP_ID + KINTONE_API_TOKEN in the environment select a real kintone app
 instead of the emulator; LITELLM_BASE_URL + LITELLM_MASTER_KEY a running LiteLLM.
 """
@@ -37,6 +38,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".local"))
 EMULATOR_PROCESS = "kintone-emulator"
 GATEWAY_PROCESS = "webhook-gateway"
+RECONCILER_PROCESS = "reconciler"
+RECONCILE_INTERVAL_SECONDS = os.environ.get("RECONCILE_INTERVAL_SECONDS", "60")
 WORKER_COUNT = int(os.environ.get("LOCAL_WORKERS", "4"))
 NAMESPACE = "local"
 EMULATOR_APP_ID = "1"
@@ -134,6 +137,9 @@ def function_environment(
         "KEY_ALIAS_PREFIX": key_alias_prefix,
         "TEAM_CATALOG": json.dumps(LOCAL_TEAM_CATALOG),
         "MESSAGE_LANGUAGE": os.environ.get("MESSAGE_LANGUAGE", "ja"),
+        # The emulated app is small: every sweep can list all of it. Rotated-out keys last an hour.
+        "RECONCILE_FULL_SWEEP_SECONDS": "0",
+        "ROTATION_GRACE_SECONDS": os.environ.get("ROTATION_GRACE_SECONDS", "3600"),
         "POWERTOOLS_SERVICE_NAME": "kintone-llm-keys",
         "POWERTOOLS_METRICS_NAMESPACE": "KintoneLLMKeys",
         "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
@@ -225,11 +231,28 @@ def _ensure_functions(queue_url: str, environment: dict[str, str]) -> str:
                 STATE_DIR,
                 environment,
             )
+    if running_pid(RECONCILER_PROCESS, STATE_DIR) is None:
+        start_background(
+            RECONCILER_PROCESS,
+            [
+                sys.executable,
+                "-m",
+                "local.runtime",
+                "reconciler",
+                "--queue-url",
+                queue_url,
+                "--interval",
+                RECONCILE_INTERVAL_SECONDS,
+            ],
+            STATE_DIR,
+            environment,
+        )
     return _wait_for_file(ready_file, GATEWAY_PROCESS)
 
 
 def _stop_functions() -> None:
     stop_background(GATEWAY_PROCESS, STATE_DIR)
+    stop_background(RECONCILER_PROCESS, STATE_DIR)
     for pid_file in STATE_DIR.glob("worker-*.pid"):
         stop_background(pid_file.stem, STATE_DIR)
 
@@ -244,7 +267,8 @@ def down() -> None:
 
 
 def status() -> dict[str, bool]:
-    names = [EMULATOR_PROCESS, MOTO_PROCESS, GATEWAY_PROCESS] + [f"worker-{i}" for i in range(WORKER_COUNT)]
+    names = [EMULATOR_PROCESS, MOTO_PROCESS, GATEWAY_PROCESS, RECONCILER_PROCESS]
+    names += [f"worker-{i}" for i in range(WORKER_COUNT)]
     return {name: running_pid(name, STATE_DIR) is not None for name in names}
 
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from lambdas.domain.ports import KeyState, RecordRef, TransientError
+from lambdas.domain.ports import (
+    KeyState,
+    KeyStatus,
+    ReconcilerCursor,
+    RecordRef,
+    Retirement,
+    TransientError,
+)
 
 _THROTTLING_CODES = {
     "ProvisionedThroughputExceededException",
@@ -17,8 +25,18 @@ _THROTTLING_CODES = {
 }
 
 
+STATUS_INDEX = "by_status"  # partition `status`, sort `updated_at`
+# Retirements share the status index: their `updated_at` is the time they fall due, so the due ones
+# are one range query away.
+RETIRING = "RETIRING"
+
+
 def partition_key(ref: RecordRef) -> str:
     return f"app#{ref.app_id}#record#{ref.record_id}"
+
+
+def _retirement_key(ref: RecordRef) -> str:
+    return f"retire#{partition_key(ref)}"
 
 
 class DynamoDBStateStore:
@@ -33,21 +51,101 @@ class DynamoDBStateStore:
             raise _transient_or_same(error) from None
         if item is None:
             return None
-        item.pop("pk")
-        item["models"] = tuple(item.get("models") or ())
-        item["record_revision"] = int(item.get("record_revision", 0))
-        item["updated_at"] = float(item.get("updated_at", 0))
-        return KeyState.model_validate(item)
+        return _state_of(item)
 
     def put(self, state: KeyState) -> None:
         item = state.model_dump(mode="json")
         item["pk"] = partition_key(RecordRef(app_id=state.app_id, record_id=state.record_id))
         item["models"] = list(state.models)
         item["updated_at"] = Decimal(str(state.updated_at))
+        self._put(item)
+
+    def states_with_status(self, app_id: str, status: KeyStatus) -> list[KeyState]:
+        items = self._query_index(Key("status").eq(status.value), Attr("app_id").eq(app_id))
+        return [_state_of(item) for item in items]
+
+    def get_cursor(self, app_id: str) -> ReconcilerCursor | None:
+        item = self._get(f"reconciler#cursor#app#{app_id}")
+        return None if item is None else ReconcilerCursor.model_validate(item)
+
+    def put_cursor(self, app_id: str, cursor: ReconcilerCursor) -> None:
+        self._put(
+            {
+                "pk": f"reconciler#cursor#app#{app_id}",
+                "last_run_at": Decimal(str(cursor.last_run_at)),
+                "last_full_sweep_at": Decimal(str(cursor.last_full_sweep_at)),
+            }
+        )
+
+    def schedule_retirement(self, retirement: Retirement) -> None:
+        self._put(
+            {
+                "pk": _retirement_key(retirement.ref),
+                "status": RETIRING,
+                "updated_at": Decimal(str(retirement.due_at)),
+                "app_id": retirement.ref.app_id,
+                "record_id": retirement.ref.record_id,
+                "key_alias": retirement.key_alias,
+            }
+        )
+
+    def due_retirements(self, now: float) -> list[Retirement]:
+        items = self._query_index(Key("status").eq(RETIRING) & Key("updated_at").lte(Decimal(str(now))))
+        return [
+            Retirement(
+                ref=RecordRef(app_id=item["app_id"], record_id=item["record_id"]),
+                key_alias=item["key_alias"],
+                due_at=float(item["updated_at"]),
+            )
+            for item in items
+        ]
+
+    def clear_retirement(self, retirement: Retirement) -> None:
+        try:
+            self._table.delete_item(
+                Key={"pk": _retirement_key(retirement.ref)},
+                ConditionExpression=Attr("updated_at").eq(Decimal(str(retirement.due_at))),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise _transient_or_same(error) from None
+            # A later rotation scheduled another retirement meanwhile: it stays.
+
+    def _get(self, pk: str) -> dict[str, Any] | None:
+        try:
+            return self._table.get_item(Key={"pk": pk}, ConsistentRead=True).get("Item")
+        except ClientError as error:
+            raise _transient_or_same(error) from None
+
+    def _put(self, item: dict[str, Any]) -> None:
         try:
             self._table.put_item(Item=item)
         except ClientError as error:
             raise _transient_or_same(error) from None
+
+    def _query_index(self, key_condition: Any, filter_expression: Any = None) -> list[dict[str, Any]]:
+        request: dict[str, Any] = {"IndexName": STATUS_INDEX, "KeyConditionExpression": key_condition}
+        if filter_expression is not None:
+            request["FilterExpression"] = filter_expression
+        items: list[dict[str, Any]] = []
+        while True:
+            try:
+                page = self._table.query(**request)
+            except ClientError as error:
+                raise _transient_or_same(error) from None
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _state_of(item: dict[str, Any]) -> KeyState:
+    item = dict(item)
+    item.pop("pk")
+    item["models"] = tuple(item.get("models") or ())
+    item["record_revision"] = int(item.get("record_revision", 0))
+    item["updated_at"] = float(item.get("updated_at", 0))
+    return KeyState.model_validate(item)
 
 
 def _transient_or_same(error: ClientError) -> Exception:

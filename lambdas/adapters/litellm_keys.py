@@ -9,6 +9,7 @@ replaces `metadata`; `/key/info` asked with a key as the bearer describes that k
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -114,11 +115,23 @@ class LiteLLMKeyGateway:
         return changes
 
     def delete_key(self, alias: str) -> bool:
-        response = self._request("POST", "/key/delete", json={"key_aliases": [alias]})
+        return self.delete_keys([alias])
+
+    def delete_keys(self, aliases: Sequence[str]) -> bool:
+        """One call for all: LiteLLM answers 200 when any of them existed, 404 when none did."""
+        response = self._request("POST", "/key/delete", json={"key_aliases": list(aliases)})
         if response.status_code == 404:
             return False
         self._raise_for_status(response)
         return True
+
+    def alias_of(self, api_key: str) -> str | None:
+        info = self._key_info(api_key)
+        return None if info is None else info.get("key_alias")
+
+    def rename_key(self, api_key: str, alias: str) -> None:
+        response = self._request("POST", "/key/update", json={"key": api_key, "key_alias": alias})
+        self._raise_for_status(response)
 
     def key_works(self, api_key: str, model: str) -> bool:
         """A real, cheap request with the key itself: the proof a user's client would get."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambdas.domain.ports import RecordRef, SecretLabels, StoredKey, TransientError
+from lambdas.domain.ports import RecordRef, SecretLabels, SecretVersions, StoredKey, TransientError
 
 _THROTTLING_CODES = {
     "ThrottlingException",
@@ -23,6 +23,9 @@ _THROTTLING_CODES = {
     "InternalServiceError",
     "ServiceUnavailable",
 }
+# Named explicitly on reads: AWS defaults to it, but moto keeps answering the first version after a
+# rotation moved the stage.
+CURRENT = "AWSCURRENT"
 _TAG_VALUE_FORBIDDEN = re.compile(r"[^\w .:/=+\-@]", re.UNICODE)
 
 
@@ -41,12 +44,20 @@ class SecretsManagerKeyStore:
         prefix: str,
         kms_key_id: str,
         recovery_window_days: int,
+        rotator_function_arn: str = "",
+        rotation_days: int = 30,
     ) -> None:
-        """`client_for(requester)` returns a Secrets Manager client acting for that kintone user."""
+        """`client_for(requester)` returns a Secrets Manager client acting for that kintone user.
+
+        With `rotator_function_arn`, each new key secret gets a rotation schedule of `rotation_days`.
+        """
         self._client_for = client_for
         self._prefix = prefix
         self._kms_key_id = kms_key_id
         self._recovery_window_days = recovery_window_days
+        self._rotator_function_arn = rotator_function_arn
+        self._rotation_days = rotation_days
+        self._name_pattern = re.compile(rf"^{re.escape(prefix)}app-([1-9][0-9]*)/record-([1-9][0-9]*)$")
 
     def secret_name(self, ref: RecordRef) -> str:
         return f"{self._prefix}app-{ref.app_id}/record-{ref.record_id}"
@@ -73,6 +84,7 @@ class SecretsManagerKeyStore:
             request["KmsKeyId"] = self._kms_key_id
         try:
             created = _call(client.create_secret, **request)
+            self._schedule_rotation(client, created["ARN"])
             return StoredKey(
                 secret_id=created["ARN"], api_key=json.loads(request["SecretString"])["api_key"], created=True
             )
@@ -92,7 +104,7 @@ class SecretsManagerKeyStore:
         return self._existing(client, name, created=True)
 
     def _existing(self, client: Any, name: str, *, created: bool = False) -> StoredKey:
-        value = _call(client.get_secret_value, SecretId=name)
+        value = _call(client.get_secret_value, SecretId=name, VersionStage=CURRENT)
         return StoredKey(
             secret_id=value["ARN"], api_key=json.loads(value["SecretString"])["api_key"], created=created
         )
@@ -100,7 +112,7 @@ class SecretsManagerKeyStore:
     def current_key(self, ref: RecordRef) -> str | None:
         client = self._client_for("")
         try:
-            value = _call(client.get_secret_value, SecretId=self.secret_name(ref))
+            value = _call(client.get_secret_value, SecretId=self.secret_name(ref), VersionStage=CURRENT)
         except ClientError as error:
             if error.response["Error"]["Code"] in ("ResourceNotFoundException", "InvalidRequestException"):
                 return None
@@ -120,6 +132,77 @@ class SecretsManagerKeyStore:
             # Not found, or already scheduled for deletion: the goal is met.
             if code not in ("ResourceNotFoundException", "InvalidRequestException"):
                 raise
+
+    # -- rotation --------------------------------------------------------------------------------
+
+    def _schedule_rotation(self, client: Any, secret_id: str) -> None:
+        if not self._rotator_function_arn:
+            return  # locally: moto cannot run the rotator, rotations are started by the local runtime
+        _call(
+            client.rotate_secret,
+            SecretId=secret_id,
+            RotationLambdaARN=self._rotator_function_arn,
+            RotationRules={"AutomaticallyAfterDays": self._rotation_days},
+            RotateImmediately=False,
+        )
+
+    def request_rotation(self, ref: RecordRef) -> None:
+        """Secrets Manager then invokes the rotator for the four steps."""
+        try:
+            _call(self._client_for("").rotate_secret, SecretId=self.secret_name(ref))
+        except ClientError as error:
+            # "A previous rotation isn't complete": that one goes on, which is what was asked.
+            if error.response["Error"]["Code"] != "InvalidRequestException":
+                raise
+
+    def versions(self, secret_id: str) -> SecretVersions:
+        described = _call(self._client_for("").describe_secret, SecretId=secret_id)
+        match = self._name_pattern.match(described["Name"])
+        if match is None:
+            raise ValueError("not a key secret of this deployment")
+        return SecretVersions(
+            ref=RecordRef(app_id=match[1], record_id=match[2]),
+            scheduled_for_deletion="DeletedDate" in described,
+            stages_by_version={
+                version: tuple(stages) for version, stages in described.get("VersionIdsToStages", {}).items()
+            },
+        )
+
+    def value_of(self, secret_id: str, version_id: str) -> str | None:
+        try:
+            value = _call(self._client_for("").get_secret_value, SecretId=secret_id, VersionId=version_id)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None
+            raise
+        return json.loads(value["SecretString"])["api_key"]
+
+    def create_pending(self, secret_id: str, version_id: str) -> None:
+        if self.value_of(secret_id, version_id) is not None:
+            return  # a repeated createSecret
+        _call(
+            self._client_for("").put_secret_value,
+            SecretId=secret_id,
+            ClientRequestToken=version_id,
+            SecretString=json.dumps({"api_key": new_api_key()}),
+            VersionStages=["AWSPENDING"],
+        )
+
+    def promote(self, secret_id: str, version_id: str, current_version_id: str) -> None:
+        client = self._client_for("")
+        _call(
+            client.update_secret_version_stage,
+            SecretId=secret_id,
+            VersionStage="AWSCURRENT",
+            MoveToVersionId=version_id,
+            RemoveFromVersionId=current_version_id,
+        )
+        _call(
+            client.update_secret_version_stage,
+            SecretId=secret_id,
+            VersionStage="AWSPENDING",
+            RemoveFromVersionId=version_id,
+        )
 
 
 def _call(operation: Callable[..., Any], **kwargs: Any) -> Any:

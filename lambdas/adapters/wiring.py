@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -15,8 +16,12 @@ from lambdas.adapters.dynamodb_state_store import DynamoDBStateStore
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMKeyGateway
 from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
+from lambdas.adapters.sqs_work_queue import SqsWorkQueue
+from lambdas.domain.ports import RotationRequester
 from lambdas.domain.provisioning import KeyProvisioner, ProvisioningConfig
+from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
 from lambdas.domain.redaction import register_secret
+from lambdas.domain.rotation import KeyRotator, RotationConfig
 from lambdas.domain.settings import load_settings
 
 SECRET_CACHE_SECONDS = 300
@@ -79,7 +84,31 @@ def key_store() -> SecretsManagerKeyStore:
         prefix=settings.key_secret_prefix,
         kms_key_id=settings.key_secret_kms_key_id,
         recovery_window_days=settings.secret_recovery_window_days,
+        rotator_function_arn=settings.rotator_function_arn,
+        rotation_days=settings.rotation_days,
     )
+
+
+@cache
+def state_store() -> DynamoDBStateStore:
+    return DynamoDBStateStore(boto3.resource("dynamodb").Table(load_settings().state_table_name))
+
+
+_local_rotation_requester: RotationRequester | None = None
+
+
+def use_local_rotation_requester(requester: RotationRequester | None) -> None:
+    """Locally, moto cannot invoke the rotator Lambda, so the local runtime runs its steps itself.
+
+    In AWS, `rotate_secret` starts the rotation and Secrets Manager invokes the rotator.
+    """
+    global _local_rotation_requester  # noqa: PLW0603 - one process-wide choice, made at start-up
+    _local_rotation_requester = requester
+    provisioner.cache_clear()
+
+
+def rotation_requester() -> RotationRequester:
+    return _local_rotation_requester or key_store()
 
 
 @cache
@@ -116,8 +145,51 @@ def provisioner() -> KeyProvisioner:
         records=kintone_records(),
         gateway=litellm_gateway(),
         key_store=key_store(),
-        state_store=DynamoDBStateStore(boto3.resource("dynamodb").Table(settings.state_table_name)),
+        state_store=state_store(),
+        rotations=rotation_requester(),
     )
+
+
+@cache
+def rotator() -> KeyRotator:
+    settings = load_settings()
+    return KeyRotator(
+        RotationConfig(
+            field_codes=settings.field_codes,
+            language=settings.message_language,
+            key_alias_prefix=settings.key_alias_prefix,
+            grace_seconds=settings.rotation_grace_seconds,
+        ),
+        secrets=key_store(),
+        gateway=litellm_gateway(),
+        records=kintone_records(),
+        state_store=state_store(),
+    )
+
+
+def build_reconciler(clock: Callable[[], float] = time.time) -> Reconciler:
+    """A reconciler on this process's adapters; tests pass a clock to step past a grace period."""
+    settings = load_settings()
+    return Reconciler(
+        ReconcilerConfig(
+            app_id=settings.kintone_app_id,
+            field_codes=settings.field_codes,
+            lookback_seconds=settings.reconcile_lookback_seconds,
+            full_sweep_seconds=settings.reconcile_full_sweep_seconds,
+            max_revoke_share=settings.max_revoke_share,
+            mass_revoke_floor=settings.mass_revoke_floor,
+        ),
+        records=kintone_records(),
+        state_store=state_store(),
+        queue=SqsWorkQueue(sqs_client(), settings.queue_url),
+        gateway=litellm_gateway(),
+        clock=clock,
+    )
+
+
+@cache
+def reconciler() -> Reconciler:
+    return build_reconciler()
 
 
 @cache
@@ -127,6 +199,16 @@ def sqs_client() -> Any:
 
 def reset_caches() -> None:
     """Forget cached settings, secrets and clients, e.g. after the environment changed."""
-    for builder in (key_store, kintone_records, litellm_gateway, provisioner, sqs_client, load_settings):
+    for builder in (
+        key_store,
+        kintone_records,
+        litellm_gateway,
+        state_store,
+        provisioner,
+        rotator,
+        reconciler,
+        sqs_client,
+        load_settings,
+    ):
         builder.cache_clear()
     parameters.clear_caches()

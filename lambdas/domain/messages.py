@@ -39,15 +39,51 @@ _TEMPLATES: dict[str, dict[Language, str]] = {
         "ja": "キーを無効化しました。",
         "en": "The key has been revoked.",
     },
+    "rotation_requested": {
+        "ja": "キーのローテーションを開始しました。新しいキーはこの欄に書き込まれます。",
+        "en": "Key rotation started. The new key will be written here.",
+    },
+    "rotated": {
+        "ja": "キーをローテーションしました。古いキーは {grace} 後に無効になります。",
+        "en": "The key was rotated. The old key stops working in {grace}.",
+    },
+    "rotation_failed": {
+        "ja": "キーのローテーションに失敗しました（{reason}）。今のキーは引き続き使えます。",
+        "en": "Key rotation failed ({reason}). The current key keeps working.",
+    },
+    "comment_issued": {
+        "ja": "キーを発行しました。レコードの api_key 欄を確認してください。",
+        "en": "Your key has been issued. See the record's api_key field.",
+    },
+    "comment_rotated": {
+        "ja": "キーをローテーションしました。新しいキーに切り替えてください（古いキーは {grace} 後に無効）。",
+        "en": "Your key was rotated. Switch to the new key (the old one stops working in {grace}).",
+    },
+    "comment_revoked": {
+        "ja": "キーを無効化しました。",
+        "en": "Your key has been revoked.",
+    },
     "gave_up": {
-        "ja": "キーを発行できませんでした（一時的な障害が続いています: {reason}）。管理者が対応します。",
-        "en": "Could not issue the key (a temporary fault persisted: {reason}). The platform team is told.",
+        "ja": "キーを発行できませんでした（{attempts} 回試しました: {reason}）。管理者に通知されています。",
+        "en": "Could not issue the key after {attempts} attempts ({reason}). The platform team is alerted.",
     },
 }
 
 
 def render(message_id: str, language: Language, **values: object) -> str:
     return _TEMPLATES[message_id][language].format(**values)
+
+
+def duration(seconds: int, language: Language) -> str:
+    """A grace period for people: the largest whole unit."""
+    for unit_seconds, ja, en in (
+        (86_400, "日", " day(s)"),
+        (3_600, "時間", " hour(s)"),
+        (60, "分", " minute(s)"),
+    ):
+        if seconds >= unit_seconds:
+            return f"{seconds // unit_seconds}{ja if language == 'ja' else en}"
+    return f"{seconds}{'秒' if language == 'ja' else ' second(s)'}"
 
 
 def join_names(names: tuple[str, ...] | list[str], language: Language) -> str:

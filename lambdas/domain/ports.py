@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from lambdas.domain.teams import TeamPolicy
+from lambdas.domain.webhook_events import WorkItem
 
 
 class TransientError(RuntimeError):
@@ -90,6 +92,10 @@ class KeyState(BaseModel):
 class RecordSource(Protocol):
     def get_record(self, ref: RecordRef) -> dict[str, Any] | None: ...
 
+    def add_comment(self, ref: RecordRef, text: str, mention_user: str) -> None:
+        """Post a comment mentioning the user; kintone then notifies them."""
+        ...
+
     def write_fields(self, ref: RecordRef, revision: int, values: dict[str, str]) -> int:
         """Write field values with optimistic locking; returns the new revision.
 
@@ -109,9 +115,17 @@ class KeyGateway(Protocol):
         """Make the key match `spec`, creating it if missing; returns what changed."""
         ...
 
-    def delete_key(self, alias: str) -> bool:
-        """Delete the key with this alias; False if there was none."""
+    def delete_keys(self, aliases: Sequence[str]) -> bool:
+        """Delete the keys with these aliases; False if there was none."""
         ...
+
+    def alias_of(self, api_key: str) -> str | None:
+        """The alias of the key with this value; None if no such key works."""
+        ...
+
+    def rename_key(self, api_key: str, alias: str) -> None: ...
+
+    def key_works(self, api_key: str, model: str) -> bool: ...
 
 
 class KeyStore(Protocol):
@@ -120,7 +134,91 @@ class KeyStore(Protocol):
     def schedule_deletion(self, ref: RecordRef) -> None: ...
 
 
+class RotationRequester(Protocol):
+    def request_rotation(self, ref: RecordRef) -> None:
+        """Start a rotation of the record's key secret; returns before it finishes."""
+        ...
+
+
+class SecretVersions(BaseModel):
+    """A key secret as its rotation sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ref: RecordRef
+    scheduled_for_deletion: bool
+    stages_by_version: dict[str, tuple[str, ...]]
+
+    def version_with(self, stage: str) -> str | None:
+        return next((v for v, stages in self.stages_by_version.items() if stage in stages), None)
+
+
+class RotatingKeyStore(Protocol):
+    """The four rotation steps' view of a key secret (AWSCURRENT, AWSPENDING version stages)."""
+
+    def versions(self, secret_id: str) -> SecretVersions:
+        """Raises ValueError for a secret that is not a key secret of this deployment."""
+        ...
+
+    def value_of(self, secret_id: str, version_id: str) -> str | None: ...
+
+    def create_pending(self, secret_id: str, version_id: str) -> None:
+        """Store a new key value as version `version_id` with stage AWSPENDING (idempotent)."""
+        ...
+
+    def promote(self, secret_id: str, version_id: str, current_version_id: str) -> None:
+        """Move AWSCURRENT to `version_id` and drop its AWSPENDING stage."""
+        ...
+
+
+class ReconcilerCursor(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    last_run_at: float
+    last_full_sweep_at: float
+
+
+class Retirement(BaseModel):
+    """An old key kept working through a grace period after a rotation, deleted once due."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ref: RecordRef
+    key_alias: str
+    due_at: float
+
+
 class StateStore(Protocol):
     def get(self, ref: RecordRef) -> KeyState | None: ...
 
     def put(self, state: KeyState) -> None: ...
+
+    def schedule_retirement(self, retirement: Retirement) -> None:
+        """One per record: a later rotation's retirement replaces an earlier one."""
+        ...
+
+
+class SweepStateStore(StateStore, Protocol):
+    """What the reconciler reads and keeps besides the per-record states."""
+
+    def states_with_status(self, app_id: str, status: KeyStatus) -> list[KeyState]: ...
+
+    def get_cursor(self, app_id: str) -> ReconcilerCursor | None: ...
+
+    def put_cursor(self, app_id: str, cursor: ReconcilerCursor) -> None: ...
+
+    def due_retirements(self, now: float) -> list[Retirement]: ...
+
+    def clear_retirement(self, retirement: Retirement) -> None:
+        """Forget it unless a later rotation replaced it meanwhile."""
+        ...
+
+
+class RecordLister(Protocol):
+    def query_records(self, app_id: str, query: str, fields: list[str]) -> list[dict[str, Any]]: ...
+
+
+class WorkQueue(Protocol):
+    def enqueue(self, items: Sequence[tuple[WorkItem, str]]) -> None:
+        """Send (work item, deduplication id) pairs to the worker's FIFO queue."""
+        ...

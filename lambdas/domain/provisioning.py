@@ -4,6 +4,10 @@ Issuance is exactly-once by construction: the secret (named after the record) is
 holds the key value, the key is generated with that value under a stable alias, and the record is
 written back with its revision. Every step is an upsert, so a retry after a crash at any point
 converges on the same single key.
+
+Every key of a record carries one of three aliases: the current key holds the record's alias, a
+rotation's new key holds the pending alias until it is switched in, and the old key holds the
+retiring alias through its grace period. A revoke deletes all three, so no key outlives it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from lambdas.domain.ports import (
     RecordRef,
     RecordSource,
     RevisionConflictError,
+    RotationRequester,
     SecretLabels,
     StateStore,
     TransientError,
@@ -44,12 +49,32 @@ MAX_KEY_NAME_LENGTH = 100
 MAX_REVISION_CONFLICTS = 5
 
 
+def pending_alias(alias: str) -> str:
+    return f"{alias}-next"
+
+
+def retiring_alias(alias: str) -> str:
+    return f"{alias}-prev"
+
+
+def key_metadata(ref: RecordRef, key_name: str, requested_by: str, secret_id: str) -> dict[str, str]:
+    """LiteLLM metadata of a record's key; `/key/update` replaces it, so it is always whole."""
+    return {
+        "key_name": key_name,
+        "kintone_app": ref.app_id,
+        "kintone_record": ref.record_id,
+        "requested_by": requested_by,
+        "secret_id": secret_id,
+    }
+
+
 class Outcome(StrEnum):
     ISSUED = "issued"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
     FAILED = "failed"
     REVOKED = "revoked"
+    ROTATION_REQUESTED = "rotation_requested"
     RECORD_NOT_FOUND = "record_not_found"
 
 
@@ -68,6 +93,7 @@ class Result:
     ref: RecordRef
     team: str = ""
     requested_by: str = ""
+    notified: bool = True  # False when the comment telling the requester could not be posted
 
 
 class KeyProvisioner:
@@ -79,8 +105,10 @@ class KeyProvisioner:
         key_store: KeyStore,
         state_store: StateStore,
         clock: Callable[[], float] = time.time,
+        rotations: RotationRequester | None = None,
     ) -> None:
         self._config = config
+        self._rotations = rotations
         self._records = records
         self._gateway = gateway
         self._key_store = key_store
@@ -96,7 +124,7 @@ class KeyProvisioner:
                 continue  # someone saved the record meanwhile: re-read and decide again
         raise TransientError(f"record {ref.app_id}:{ref.record_id} kept changing during write-back")
 
-    def report_gave_up(self, item: WorkItem, reason: str) -> None:
+    def report_gave_up(self, item: WorkItem, attempts: int, reason: str) -> None:
         """After the last retry of a transient fault, say so on the record (best effort)."""
         ref = RecordRef(app_id=item.app_id, record_id=item.record_id)
         raw = self._records.get_record(ref)
@@ -105,7 +133,7 @@ class KeyProvisioner:
         request = key_request_from_record(ref.app_id, raw, self._config.field_codes)
         if request.status == RecordStatus.ISSUED:
             return  # the record holds a key already; the fault hit a later change
-        text = messages.render("gave_up", self._config.language, reason=reason)
+        text = messages.render("gave_up", self._config.language, attempts=attempts, reason=reason)
         self._write_if_changed(request, status=RecordStatus.FAILED, message=text)
 
     # -- decisions -------------------------------------------------------------------------------
@@ -122,6 +150,13 @@ class KeyProvisioner:
 
         if request.status in (RecordStatus.REVOKE_REQUESTED, RecordStatus.REVOKED):
             return self._revoke(ref, state, request)
+        if (
+            request.status == RecordStatus.ROTATE_REQUESTED
+            and self._rotations is not None
+            and state is not None
+            and state.status == KeyStatus.ISSUED
+        ):
+            return self._request_rotation(request, state)
 
         problem = self._validation_problem(request)
         if problem is not None:
@@ -195,13 +230,7 @@ class KeyProvisioner:
             alias=alias,
             team_id=request.team,
             models=models,
-            metadata={
-                "key_name": request.key_name,
-                "kintone_app": ref.app_id,
-                "kintone_record": ref.record_id,
-                "requested_by": requested_by,
-                "secret_id": stored.secret_id,
-            },
+            metadata=key_metadata(ref, request.key_name, requested_by, stored.secret_id),
         )
         if stored.created:
             self._gateway.create_key(spec)
@@ -248,7 +277,20 @@ class KeyProvisioner:
                 updated_at=self._clock(),
             )
         )
-        return Result(outcome, ref, request.team, requested_by)
+        notified = True
+        if outcome == Outcome.ISSUED and revision != request.revision:
+            notified = self._notify(ref, "comment_issued", requested_by)
+        return Result(outcome, ref, request.team, requested_by, notified)
+
+    def _request_rotation(self, request: KeyRequest, state: KeyState) -> Result:
+        """Secrets Manager runs the rotation; the record leaves `Rotate` at once so that a sweep
+        does not ask again, and the rotator writes the new key when it is done."""
+        ref = RecordRef(app_id=request.app_id, record_id=request.record_id)
+        assert self._rotations is not None  # noqa: S101 - the caller checked
+        self._rotations.request_rotation(ref)
+        text = messages.render("rotation_requested", self._config.language)
+        self._write_if_changed(request, status=RecordStatus.ISSUED, message=text)
+        return Result(Outcome.ROTATION_REQUESTED, ref, state.team, state.requested_by)
 
     def _describe_changes(self, state: KeyState | None, request: KeyRequest, models: tuple[str, ...]) -> str:
         language = self._config.language
@@ -281,14 +323,20 @@ class KeyProvisioner:
         return Result(Outcome.FAILED, ref)
 
     def _revoke(self, ref: RecordRef, state: KeyState | None, request: KeyRequest | None) -> Result:
-        # Key first: it stops working at once. The secret goes even without state, in case a crash
-        # came between creating it and recording the state.
-        self._gateway.delete_key(self.key_alias(ref))
+        # The secret goes first, even without state (a crash may have come between creating it and
+        # recording the state): a rotation checks it after creating its new key, so whichever of the
+        # two runs second deletes that key. Then every alias of the record, so no key keeps working.
         self._key_store.schedule_deletion(ref)
+        alias = self.key_alias(ref)
+        self._gateway.delete_keys([alias, pending_alias(alias), retiring_alias(alias)])
         text = messages.render("revoked", self._config.language)
         revision = 0
+        notified = True
         if request is not None:
             revision = self._write_if_changed(request, status=RecordStatus.REVOKED, message=text, api_key="")
+            if revision != request.revision:
+                requested_by = request.requested_by or (state.requested_by if state else "")
+                notified = self._notify(ref, "comment_revoked", requested_by)
         if state is None or state.status != KeyStatus.REVOKED:
             self._state_store.put(
                 KeyState(
@@ -304,12 +352,18 @@ class KeyProvisioner:
                     updated_at=self._clock(),
                 )
             )
-        return Result(Outcome.REVOKED, ref, state.team if state else "")
+        return Result(Outcome.REVOKED, ref, state.team if state else "", notified=notified)
 
     def _record_gone(self, ref: RecordRef, state: KeyState | None) -> Result:
         """No record: a deleted one has its key revoked; a forged id never had one."""
         if state is None:
-            return Result(Outcome.RECORD_NOT_FOUND, ref)
+            # A forged id, or a record deleted after a crash left its secret and key without a state:
+            # whatever exists under its names goes (for a forged id, nothing does).
+            alias = self.key_alias(ref)
+            if not self._gateway.delete_keys([alias, pending_alias(alias), retiring_alias(alias)]):
+                self._key_store.schedule_deletion(ref)
+                return Result(Outcome.RECORD_NOT_FOUND, ref)
+            return self._revoke(ref, None, None)
         if state.status == KeyStatus.REVOKED:
             return Result(Outcome.UNCHANGED, ref, state.team)
         return self._revoke(ref, state, None)
@@ -330,6 +384,15 @@ class KeyProvisioner:
             return request.revision
         ref = RecordRef(app_id=request.app_id, record_id=request.record_id)
         return self._records.write_fields(ref, request.revision, values)
+
+    def _notify(self, ref: RecordRef, message_id: str, requested_by: str) -> bool:
+        """Comment on the record, mentioning the requester, so kintone notifies them."""
+        text = messages.render(message_id, self._config.language)
+        try:
+            self._records.add_comment(ref, text, requested_by)
+        except Exception:  # noqa: BLE001 - best effort: the record itself already says what happened
+            return False
+        return True
 
     def key_alias(self, ref: RecordRef) -> str:
         return f"{self._config.key_alias_prefix}-{ref.app_id}-{ref.record_id}"

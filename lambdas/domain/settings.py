@@ -57,6 +57,16 @@ class Settings(BaseModel):
     http_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     secret_recovery_window_days: int = Field(default=7, ge=7, le=30)
     audit_role_arn: str = ""
+    # Rotation: with a rotator function, every key secret gets a schedule of `rotation_days`.
+    rotator_function_arn: str = ""
+    rotation_days: int = Field(default=30, ge=1, le=365)
+    rotation_grace_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    # Reconciler: how far before its last run it looks again (kintone times are to the minute),
+    # how often it lists every record, and when it refuses to revoke at once.
+    reconcile_lookback_seconds: int = Field(default=120, ge=60, le=86_400)
+    reconcile_full_sweep_seconds: int = Field(default=900, ge=0, le=86_400)
+    max_revoke_share: float = Field(default=0.2, gt=0, le=1)
+    mass_revoke_floor: int = Field(default=5, ge=0)
 
     @field_validator("kintone_base_url", "litellm_base_url")
     @classmethod
@@ -84,6 +94,13 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "HTTP_TIMEOUT_SECONDS": "http_timeout_seconds",
     "SECRET_RECOVERY_WINDOW_DAYS": "secret_recovery_window_days",
     "AUDIT_ROLE_ARN": "audit_role_arn",
+    "ROTATOR_FUNCTION_ARN": "rotator_function_arn",
+    "ROTATION_DAYS": "rotation_days",
+    "ROTATION_GRACE_SECONDS": "rotation_grace_seconds",
+    "RECONCILE_LOOKBACK_SECONDS": "reconcile_lookback_seconds",
+    "RECONCILE_FULL_SWEEP_SECONDS": "reconcile_full_sweep_seconds",
+    "MAX_REVOKE_SHARE": "max_revoke_share",
+    "MASS_REVOKE_FLOOR": "mass_revoke_floor",
 }
 _JSON_VARIABLES = {"TEAM_CATALOG", "FIELD_CODES"}
 _FIELD_TO_VARIABLE = {field: variable for variable, field in ENVIRONMENT_VARIABLES.items()}

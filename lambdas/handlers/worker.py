@@ -1,6 +1,6 @@
 """SQS FIFO batch → converge each record. Partial-batch failures go back to the queue.
 
-Transient faults raise, so SQS redelivers the message; on the last delivery before the DLQ the
+A failing record raises, so SQS redelivers its message; on the last delivery before the DLQ the
 record is told why no key came.
 """
 
@@ -15,7 +15,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.adapters.observability import logger, metrics, tracer
 from lambdas.adapters.wiring import provisioner
-from lambdas.domain.ports import TransientError
 from lambdas.domain.provisioning import Outcome
 from lambdas.domain.redaction import redact
 from lambdas.domain.webhook_events import WorkItem
@@ -33,6 +32,7 @@ _OUTCOME_METRICS = {
     Outcome.REVOKED: "KeysRevoked",
     Outcome.RECORD_NOT_FOUND: "RecordNotFound",
     Outcome.UNCHANGED: "RecordsUnchanged",
+    Outcome.ROTATION_REQUESTED: "RotationsRequested",
 }
 
 
@@ -42,14 +42,18 @@ def converge_record(record: SQSRecord) -> None:
     receive_count = int(record.attributes.approximate_receive_count or 1)
     try:
         result = provisioner().converge(item)
-    except TransientError as error:
+    except Exception as error:  # any failure: SQS redelivers it; the last attempt tells the record why
+        metrics.add_metric(name="ProcessingErrors", unit=MetricUnit.Count, value=1)
         if receive_count >= MAX_RECEIVE_COUNT:
             logger.error(
                 "giving up after retries", extra={"record": item.message_group_id, "reason": str(error)}
             )
-            provisioner().report_gave_up(item, redact(str(error)))
+            _tell_the_record(item, redact(str(error)))
         raise
     metrics.add_metric(name=_OUTCOME_METRICS[result.outcome], unit=MetricUnit.Count, value=1)
+    if not result.notified:
+        metrics.add_metric(name="CommentsFailed", unit=MetricUnit.Count, value=1)
+        logger.warning("could not comment on the record", extra={"record": item.message_group_id})
     if result.outcome in (Outcome.ISSUED, Outcome.UPDATED) and item.trigger != "RECONCILE":
         metrics.add_metric(
             name="TimeToKey", unit=MetricUnit.Milliseconds, value=(time.time() - item.received_at) * 1000
@@ -65,6 +69,13 @@ def converge_record(record: SQSRecord) -> None:
             "receive_count": receive_count,
         },
     )
+
+
+def _tell_the_record(item: WorkItem, reason: str) -> None:
+    try:
+        provisioner().report_gave_up(item, MAX_RECEIVE_COUNT, reason)
+    except Exception:  # noqa: BLE001 - kintone may be what failed; the DLQ alarm still tells operators
+        logger.exception("could not write the failure to the record", extra={"record": item.message_group_id})
 
 
 @logger.inject_lambda_context

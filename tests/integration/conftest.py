@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import string
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
-from lambdas.adapters.wiring import reset_caches
+from lambdas.adapters.wiring import build_reconciler, reset_caches
 from local.aws_resources import (
     LOCAL_REGION,
     ProvisioningResources,
@@ -29,11 +31,13 @@ from local.aws_resources import (
 )
 from local.kintone_emulator import KintoneEmulator
 from local.litellm_proxy import LiteLLMEndpoint, ensure_litellm
-from local.runtime import LocalRuntime
+from local.runtime import LocalRuntime, invoke_reconciler
 from local.stack import STATE_DIR, function_environment
+from tests.integration.fault_proxy import FaultProxy
 
 APP_ID = "1"
-WAIT_SECONDS = 20
+WAIT_SECONDS = 60  # an upper bound for slow CI machines; waits end as soon as the condition holds
+UNCAPPED = 1_000_000
 
 
 @dataclass
@@ -46,6 +50,8 @@ class LocalStack:
     api_token: str
     key_alias_prefix: str
     key_secret_prefix: str
+    litellm_faults: FaultProxy
+    aws_faults: AwsFaults
 
     @property
     def kintone_url(self) -> str:
@@ -121,8 +127,12 @@ class LocalStack:
         assert body["matched"], f"record {record_id} never reached {status}: {body['record']['message']}"
         return body["record"]
 
-    def webhooks_for(self, record_id: str) -> list[dict[str, Any]]:
-        return [entry for entry in self.emulator.webhook_log() if entry["record_id"] == record_id]
+    def webhooks_for(self, record_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        return [
+            entry
+            for entry in self.emulator.webhook_log()
+            if entry["record_id"] == record_id and kind in (None, entry["type"])
+        ]
 
     def deliver(self, payload: dict[str, Any] | bytes) -> httpx.Response:
         """Deliver a webhook ourselves (a replay, a forgery, an echo) and wait until it is handled."""
@@ -135,6 +145,63 @@ class LocalStack:
 
     def wait_handled(self, count: int) -> None:
         assert self.runtime.poller.wait_handled(count, WAIT_SECONDS), "the worker did not handle the message"
+
+    def delete_from_screen(self, *record_ids: str) -> None:
+        """A user deletes records from the kintone screen (fires DELETE_RECORD)."""
+        httpx.post(
+            f"{self.kintone_url}/_emulator/records/delete",
+            json={"app": APP_ID, "ids": [int(record_id) for record_id in record_ids]},
+            timeout=10,
+        ).raise_for_status()
+
+    def bulk_save(self, count: int) -> list[str]:
+        """`POST /k/v1/records.json` (an import through the API): kintone sends no webhook for it."""
+        record_ids: list[str] = []
+        for start in range(0, count, 100):  # kintone's limit per request
+            response = httpx.post(
+                f"{self.kintone_url}/k/v1/records.json",
+                headers={"X-Cybozu-API-Token": self.api_token},
+                json={
+                    "app": APP_ID,
+                    "records": [
+                        {"key_name": {"value": f"imported {number}"}, "team": {"value": "platform"}}
+                        for number in range(start, min(count, start + 100))
+                    ],
+                },
+                timeout=10,
+            )
+            response.raise_for_status()
+            record_ids.extend(response.json()["ids"])
+        return record_ids
+
+    def bulk_delete(self, *record_ids: str) -> None:
+        """`DELETE /k/v1/records.json`: kintone sends no webhook for it."""
+        httpx.request(
+            "DELETE",
+            f"{self.kintone_url}/k/v1/records.json",
+            headers={"X-Cybozu-API-Token": self.api_token},
+            json={"app": APP_ID, "ids": [int(record_id) for record_id in record_ids]},
+            timeout=10,
+        ).raise_for_status()
+
+    def reconcile(self, **event: Any) -> dict[str, Any]:
+        """One run of the reconciler handler, as its schedule would invoke it (or an operator)."""
+        return invoke_reconciler(event or None)
+
+    def retire_keys_at(self, now: float) -> int:
+        """The reconciler's deletion of rotated-out keys, with a clock reading `now`."""
+        return build_reconciler(clock=lambda: now).retire_due_keys()
+
+    def wait_record_handled(self, record_id: str, count: int) -> None:
+        """Until the worker handled `count` messages of this record in all."""
+        handled = self.runtime.poller.wait_group_handled(f"{APP_ID}:{record_id}", count, WAIT_SECONDS)
+        assert handled, f"the worker did not handle record {record_id}"
+
+    def handled_for(self, record_id: str) -> int:
+        return self.runtime.poller.handled_in_group(f"{APP_ID}:{record_id}")
+
+    def wait_rotations(self, count: int) -> None:
+        assert self.runtime.rotations.wait_finished(count, WAIT_SECONDS), "the rotation did not end"
 
     # -- LiteLLM and AWS, as an auditor would look -------------------------------------------------
 
@@ -175,10 +242,42 @@ class LocalStack:
     def stored_key(self, record_id: str) -> str | None:
         client = self.secrets_client()
         try:
-            value = client.get_secret_value(SecretId=self.secret_name(record_id))
+            value = client.get_secret_value(SecretId=self.secret_name(record_id), VersionStage="AWSCURRENT")
         except client.exceptions.ResourceNotFoundException:
             return None
         return json.loads(value["SecretString"])["api_key"]
+
+
+class AwsFaults:
+    """Makes AWS calls of this process fail like AWS under load, e.g. Secrets Manager throttling.
+
+    Hooks botocore's default session, from which the functions' clients are made.
+    """
+
+    def __init__(self) -> None:
+        self._remaining: dict[str, tuple[int, str]] = {}
+        self._lock = threading.Lock()
+        self._events = boto3._get_default_session()._session.get_component("event_emitter")
+        self._events.register("before-call.*.*", self._maybe_fail, unique_id="aws-faults")
+
+    def inject(self, operation: str, count: int, code: str = "ThrottlingException") -> None:
+        with self._lock:
+            self._remaining[operation] = (count, code)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._remaining.clear()
+
+    def close(self) -> None:
+        self._events.unregister("before-call.*.*", unique_id="aws-faults")
+
+    def _maybe_fail(self, model, **_kwargs: Any) -> None:
+        with self._lock:
+            count, code = self._remaining.get(model.name, (0, ""))
+            if not count:
+                return
+            self._remaining[model.name] = (count - 1, code)
+        raise ClientError({"Error": {"Code": code, "Message": "injected fault"}}, model.name)
 
 
 @pytest.fixture(scope="session")
@@ -187,7 +286,10 @@ def local_stack() -> Iterator[LocalStack]:
     aws_endpoint = ensure_moto_server(STATE_DIR)
     session = uuid.uuid4().hex[:8]
     api_token = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
-    emulator = KintoneEmulator(app_id=APP_ID, api_tokens=[api_token])
+    litellm_faults = FaultProxy(litellm.base_url)
+    aws_faults = AwsFaults()
+    # Tests save records far faster than kintone's 60 webhooks a minute; tests of that cap set it.
+    emulator = KintoneEmulator(app_id=APP_ID, api_tokens=[api_token], webhook_rate_per_minute=UNCAPPED)
     kintone_url = emulator.start()
     resources = create_provisioning_resources(
         aws_endpoint, f"it-{session}", kintone_api_token=api_token, litellm_master_key=litellm.master_key
@@ -196,12 +298,13 @@ def local_stack() -> Iterator[LocalStack]:
         aws_endpoint=aws_endpoint,
         kintone_base_url=kintone_url,
         kintone_app_id=APP_ID,
-        litellm_base_url=litellm.base_url,
+        litellm_base_url=litellm_faults.base_url,
         resources=resources,
         namespace=f"it-{session}",
         key_alias_prefix=f"it{session}",
     )
     environment["MESSAGE_LANGUAGE"] = "en"
+    environment["HTTP_TIMEOUT_SECONDS"] = "2"  # so an injected hang becomes a timeout quickly
     saved_environment = dict(os.environ)
     os.environ.update(environment)
     reset_caches()
@@ -218,10 +321,14 @@ def local_stack() -> Iterator[LocalStack]:
             api_token=api_token,
             key_alias_prefix=f"it{session}",
             key_secret_prefix=environment["KEY_SECRET_PREFIX"],
+            litellm_faults=litellm_faults,
+            aws_faults=aws_faults,
         )
     finally:
         runtime.stop()
         emulator.stop()
+        litellm_faults.close()
+        aws_faults.close()
         os.environ.clear()
         os.environ.update(saved_environment)
         reset_caches()

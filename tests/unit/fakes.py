@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from lambdas.domain.ports import (
     KeyChange,
     KeySpec,
     KeyState,
+    KeyStatus,
+    ReconcilerCursor,
     RecordRef,
+    Retirement,
     RevisionConflictError,
     SecretLabels,
+    SecretVersions,
     StoredKey,
 )
 from lambdas.domain.teams import TeamPolicy
+from lambdas.domain.webhook_events import WorkItem
 
 
 class InjectedCrashError(RuntimeError):
@@ -55,12 +63,48 @@ class FakeRecords:
     def __init__(self, crashes: CrashPoints) -> None:
         self.records: dict[tuple[str, str], dict[str, Any]] = {}
         self.writes: list[dict[str, str]] = []
+        self.comments: list[tuple[RecordRef, str, str]] = []
+        self.queries: list[str] = []
         self.conflicts_to_inject = 0
+        self.fail_comments = False
+        self.now = 1_700_000_000.0  # what kintone stamps as 更新日時 on a save
         self._crashes = crashes
 
     def add(self, app_id: str, record: dict[str, Any]) -> RecordRef:
+        record["更新日時"] = {"type": "UPDATED_TIME", "value": _kintone_minute(self.now)}
         self.records[(app_id, record["$id"]["value"])] = record
         return RecordRef(app_id=app_id, record_id=record["$id"]["value"])
+
+    def delete(self, ref: RecordRef) -> None:
+        """A bulk delete: no webhook, the record is just gone."""
+        del self.records[(ref.app_id, ref.record_id)]
+
+    def add_comment(self, ref: RecordRef, text: str, mention_user: str) -> None:
+        if self.fail_comments:
+            raise RuntimeError("kintone refused the comment")
+        self.comments.append((ref, text, mention_user))
+
+    def query_records(self, app_id: str, query: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Understands the reconciler's queries only: `[更新日時 >= "T" and ]$id > N order by … limit L`."""
+        self.queries.append(query)
+        match = re.fullmatch(
+            r'(?:更新日時 >= "(?P<since>[^"]+)" and )?'
+            r"\$id > (?P<after>\d+) order by \$id asc limit (?P<limit>\d+)",
+            query,
+        )
+        assert match is not None, query
+        since = match["since"]
+        rows = sorted(
+            (record for (app, _), record in self.records.items() if app == app_id),
+            key=lambda record: int(record["$id"]["value"]),
+        )
+        rows = [
+            record
+            for record in rows
+            if int(record["$id"]["value"]) > int(match["after"])
+            and (since is None or record["更新日時"]["value"] >= since)
+        ]
+        return [{code: dict(record[code]) for code in fields} for record in rows[: int(match["limit"])]]
 
     def get_record(self, ref: RecordRef) -> dict[str, Any] | None:
         record = self.records.get((ref.app_id, ref.record_id))
@@ -72,6 +116,7 @@ class FakeRecords:
         for code, value in values.items():
             record[code]["value"] = value
         record["$revision"]["value"] = str(int(record["$revision"]["value"]) + 1)
+        record["更新日時"]["value"] = _kintone_minute(self.now)
 
     def write_fields(self, ref: RecordRef, revision: int, values: dict[str, str]) -> int:
         self._crashes.hit("before_write_back")
@@ -84,6 +129,7 @@ class FakeRecords:
         for code, value in values.items():
             record[code]["value"] = value
         record["$revision"]["value"] = str(revision + 1)
+        record["更新日時"]["value"] = _kintone_minute(self.now)
         self.writes.append(values)
         self._crashes.hit("after_write_back")
         return revision + 1
@@ -98,6 +144,7 @@ class FakeGateway:
     def __init__(self, crashes: CrashPoints) -> None:
         self.teams: dict[str, TeamPolicy] = {}
         self.keys: dict[str, KeySpec] = {}  # alias → spec
+        self.broken_keys: set[str] = set()  # keys that exist but fail a real request
         self.generate_calls = 0
         self._crashes = crashes
 
@@ -128,18 +175,37 @@ class FakeGateway:
         self._crashes.hit("after_litellm")
         return changes
 
-    def delete_key(self, alias: str) -> bool:
-        return self.keys.pop(alias, None) is not None
+    def delete_keys(self, aliases: Sequence[str]) -> bool:
+        return bool([alias for alias in aliases if self.keys.pop(alias, None) is not None])
+
+    def alias_of(self, api_key: str) -> str | None:
+        return next((alias for alias, spec in self.keys.items() if spec.api_key == api_key), None)
+
+    def rename_key(self, api_key: str, alias: str) -> None:
+        self._crashes.hit("before_rename")
+        old_alias = self.alias_of(api_key)
+        assert old_alias is not None, "no such key"
+        assert alias not in self.keys, "LiteLLM refuses a duplicate alias"
+        self.keys[alias] = self.keys.pop(old_alias).model_copy(update={"alias": alias})
+
+    def key_works(self, api_key: str, model: str) -> bool:
+        spec = next((spec for spec in self.keys.values() if spec.api_key == api_key), None)
+        return spec is not None and model in spec.models and api_key not in self.broken_keys
 
     def working_keys(self) -> set[str]:
         return {spec.api_key for spec in self.keys.values()}
 
 
 class FakeKeyStore:
+    """Secrets named `keys/app-A/record-R`; `secrets` holds each one's AWSCURRENT value."""
+
     def __init__(self, crashes: CrashPoints) -> None:
         self.secrets: dict[str, str] = {}
+        self.current_version: dict[str, str] = {}
+        self.pending: dict[str, tuple[str, str]] = {}  # name → (version id, value)
         self.scheduled_for_deletion: set[str] = set()
         self.labels: dict[str, SecretLabels] = {}
+        self.rotation_requests: list[RecordRef] = []
         self._crashes = crashes
         self._counter = 0
 
@@ -149,7 +215,8 @@ class FakeKeyStore:
         created = name not in self.secrets or name in self.scheduled_for_deletion
         if created:
             self._counter += 1
-            self.secrets[name] = f"sk-test-{self._counter:04d}-abcdefghijkl"
+            self.secrets[name] = self._new_value()
+            self.current_version[name] = f"v{self._counter}"
             self.scheduled_for_deletion.discard(name)
             self.labels[name] = labels
         self._crashes.hit("after_secret")
@@ -160,13 +227,91 @@ class FakeKeyStore:
         if name in self.secrets:
             self.scheduled_for_deletion.add(name)
 
+    def request_rotation(self, ref: RecordRef) -> None:
+        self.rotation_requests.append(ref)
+
+    def versions(self, secret_id: str) -> SecretVersions:
+        match = re.fullmatch(r"keys/app-(\d+)/record-(\d+)", secret_id)
+        if match is None:
+            raise ValueError("not a key secret of this deployment")
+        stages: dict[str, tuple[str, ...]] = {self.current_version[secret_id]: ("AWSCURRENT",)}
+        if secret_id in self.pending:
+            stages[self.pending[secret_id][0]] = ("AWSPENDING",)
+        return SecretVersions(
+            ref=RecordRef(app_id=match[1], record_id=match[2]),
+            scheduled_for_deletion=secret_id in self.scheduled_for_deletion,
+            stages_by_version=stages,
+        )
+
+    def value_of(self, secret_id: str, version_id: str) -> str | None:
+        if self.current_version.get(secret_id) == version_id:
+            return self.secrets[secret_id]
+        pending = self.pending.get(secret_id)
+        return pending[1] if pending and pending[0] == version_id else None
+
+    def create_pending(self, secret_id: str, version_id: str) -> None:
+        if self.value_of(secret_id, version_id) is None:
+            self._counter += 1
+            self.pending[secret_id] = (version_id, self._new_value())
+
+    def promote(self, secret_id: str, version_id: str, current_version_id: str) -> None:
+        self._crashes.hit("before_promote")
+        pending_version, value = self.pending.pop(secret_id)
+        assert (pending_version, self.current_version[secret_id]) == (version_id, current_version_id)
+        self.secrets[secret_id] = value
+        self.current_version[secret_id] = version_id
+
+    def _new_value(self) -> str:
+        return f"sk-test-{self._counter:04d}-abcdefghijkl"
+
 
 class FakeStateStore:
     def __init__(self) -> None:
         self.states: dict[tuple[str, str], KeyState] = {}
+        self.cursors: dict[str, ReconcilerCursor] = {}
+        self.retirements: dict[RecordRef, Retirement] = {}
 
     def get(self, ref: RecordRef) -> KeyState | None:
         return self.states.get((ref.app_id, ref.record_id))
 
     def put(self, state: KeyState) -> None:
         self.states[(state.app_id, state.record_id)] = state
+
+    def states_with_status(self, app_id: str, status: KeyStatus) -> list[KeyState]:
+        return [state for state in self.states.values() if state.app_id == app_id and state.status == status]
+
+    def get_cursor(self, app_id: str) -> ReconcilerCursor | None:
+        return self.cursors.get(app_id)
+
+    def put_cursor(self, app_id: str, cursor: ReconcilerCursor) -> None:
+        self.cursors[app_id] = cursor
+
+    def schedule_retirement(self, retirement: Retirement) -> None:
+        self.retirements[retirement.ref] = retirement
+
+    def due_retirements(self, now: float) -> list[Retirement]:
+        return [retirement for retirement in self.retirements.values() if retirement.due_at <= now]
+
+    def clear_retirement(self, retirement: Retirement) -> None:
+        if self.retirements.get(retirement.ref) == retirement:
+            del self.retirements[retirement.ref]
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.sent: list[tuple[WorkItem, str]] = []
+
+    def enqueue(self, items: Sequence[tuple[WorkItem, str]]) -> None:
+        self.sent.extend(items)
+
+    def take(self) -> list[WorkItem]:
+        """Everything sent so far, deduplicated as SQS FIFO would, and forget it."""
+        unique: dict[str, WorkItem] = {}
+        for item, dedup_id in self.sent:
+            unique.setdefault(dedup_id, item)
+        self.sent.clear()
+        return list(unique.values())
+
+
+def _kintone_minute(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp - timestamp % 60, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

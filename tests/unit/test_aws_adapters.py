@@ -91,3 +91,26 @@ def test_state_round_trips(aws) -> None:
     )
     states.put(state)
     assert states.get(REF) == state
+
+
+def test_secret_writes_run_as_the_kintone_user(aws) -> None:
+    """With an audit role, CloudTrail shows a role session named after the user (and its SourceIdentity)."""
+    from lambdas.adapters.wiring import AuditedClients  # noqa: PLC0415
+
+    role_arn = boto3.client("iam").create_role(
+        RoleName="audit", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )["Role"]["Arn"]
+    clients = AuditedClients(role_arn)
+
+    acting = clients("taro.yamada@example.com")
+
+    assert acting is clients("taro.yamada@example.com")  # one session per user, reused
+    assert clients("") is clients("x")  # no usable identity: the function's own role
+    credentials = acting._request_signer._credentials
+    caller = boto3.client(
+        "sts",
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        aws_session_token=credentials.token,
+    ).get_caller_identity()
+    assert caller["Arn"].endswith(":assumed-role/audit/kintone-taro.yamada@example.com")

@@ -244,6 +244,6 @@ def test_a_forged_delete_for_a_record_that_exists_revokes_nothing(world: World) 
 def test_giving_up_tells_the_record_why(world: World) -> None:
     ref = world.records.add(APP, kintone_record("1"))
     item = WorkItem(app_id=APP, record_id="1", trigger="ADD_RECORD", received_at=0.0)
-    world.provisioner.report_gave_up(item, "LiteLLM answered 503")
+    world.provisioner.report_gave_up(item, 5, "LiteLLM answered 503")
     assert world.records.value(ref, "status") == "Failed"
-    assert "LiteLLM answered 503" in world.records.value(ref, "message")
+    assert "after 5 attempts (LiteLLM answered 503)" in world.records.value(ref, "message")

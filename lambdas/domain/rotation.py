@@ -1,0 +1,218 @@
+"""Rotate a record's key through Secrets Manager's four rotation steps.
+
+LiteLLM's own regenerate is Enterprise-only, so a rotation is: a new key under the record's pending
+alias (setSecret), a real request with it (testSecret), then the switch (finishSecret): the old key
+takes the retiring alias, the new one the record's alias, AWSCURRENT moves, and the record, the state
+and the requester hear of it. The old key keeps working until the reconciler deletes it once its
+grace period is over. Every step is safe to repeat, as Secrets Manager may call it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from lambdas.domain import messages
+from lambdas.domain.key_request import RecordStatus, key_hash, key_request_from_record
+from lambdas.domain.ports import (
+    KeyGateway,
+    KeySpec,
+    KeyState,
+    KeyStatus,
+    RecordRef,
+    RecordSource,
+    Retirement,
+    RevisionConflictError,
+    RotatingKeyStore,
+    SecretVersions,
+    StateStore,
+    TransientError,
+)
+from lambdas.domain.provisioning import MAX_REVISION_CONFLICTS, key_metadata, pending_alias, retiring_alias
+from lambdas.domain.settings import FieldCodes
+
+CURRENT = "AWSCURRENT"
+PENDING = "AWSPENDING"
+
+
+class RotationStep(StrEnum):
+    CREATE = "createSecret"
+    SET = "setSecret"
+    TEST = "testSecret"
+    FINISH = "finishSecret"
+
+
+class RotationRefusedError(RuntimeError):
+    """The rotation cannot go on: its message is safe to show on the record."""
+
+
+@dataclass(frozen=True)
+class RotationConfig:
+    field_codes: FieldCodes
+    language: messages.Language
+    key_alias_prefix: str
+    grace_seconds: int
+
+
+class KeyRotator:
+    def __init__(
+        self,
+        config: RotationConfig,
+        secrets: RotatingKeyStore,
+        gateway: KeyGateway,
+        records: RecordSource,
+        state_store: StateStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._secrets = secrets
+        self._gateway = gateway
+        self._records = records
+        self._state_store = state_store
+        self._clock = clock
+
+    def run(self, secret_id: str, token: str, step: RotationStep) -> None:
+        versions = self._secrets.versions(secret_id)
+        if step != RotationStep.FINISH and CURRENT in versions.stages_by_version.get(token, ()):
+            return  # this rotation was switched in already; Secrets Manager repeats a step now and then
+        try:
+            if step == RotationStep.CREATE:
+                self._secrets.create_pending(secret_id, token)
+            elif step == RotationStep.SET:
+                self._set(secret_id, token, versions)
+            elif step == RotationStep.TEST:
+                self._test(secret_id, token, versions)
+            else:
+                self._finish(secret_id, token, versions)
+        except Exception as error:
+            # Any failure, whatever its kind, must reach the record; the step still fails after.
+            self._report_failure(versions, error)
+            raise
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    def _set(self, secret_id: str, token: str, versions: SecretVersions) -> None:
+        state = self._issued_state(versions.ref)
+        new_key = self._pending_value(secret_id, token, versions)
+        alias = self._alias(versions.ref)
+        spec = KeySpec(
+            api_key=new_key,
+            alias=pending_alias(alias),
+            team_id=state.team,
+            models=state.models,
+            metadata=key_metadata(versions.ref, state.key_name, state.requested_by, state.secret_id),
+        )
+        self._gateway.upsert_key(spec)
+        # A revoke schedules the secret's deletion before deleting the record's keys. Checking it
+        # after creating ours means one of us always sees the other: no new key outlives a revoke.
+        if self._secrets.versions(secret_id).scheduled_for_deletion:
+            self._gateway.delete_keys([spec.alias])
+            raise RotationRefusedError("the key was revoked during the rotation")
+
+    def _test(self, secret_id: str, token: str, versions: SecretVersions) -> None:
+        state = self._issued_state(versions.ref)
+        new_key = self._pending_value(secret_id, token, versions)
+        if not self._gateway.key_works(new_key, state.models[0]):
+            self._gateway.delete_keys([pending_alias(self._alias(versions.ref))])
+            raise RotationRefusedError("the new key did not work in a test request")
+
+    def _finish(self, secret_id: str, token: str, versions: SecretVersions) -> None:
+        ref = versions.ref
+        state = self._issued_state(ref)
+        alias = self._alias(ref)
+        switched = CURRENT in versions.stages_by_version.get(token, ())  # a repeat after a crash
+        if switched:
+            new_key = self._secrets.value_of(secret_id, token) or ""
+        else:
+            new_key = self._pending_value(secret_id, token, versions)
+            current_version = versions.version_with(CURRENT)
+            if current_version is None:
+                raise RotationRefusedError("the secret has no current version")
+            if self._gateway.alias_of(new_key) != alias:
+                old_key = self._secrets.value_of(secret_id, current_version)
+                if old_key is not None and self._gateway.alias_of(old_key) == alias:
+                    # A key still retiring from an earlier rotation goes now: one old key at a time.
+                    self._gateway.delete_keys([retiring_alias(alias)])
+                    self._gateway.rename_key(old_key, retiring_alias(alias))
+                self._gateway.rename_key(new_key, alias)
+            self._secrets.promote(secret_id, token, current_version)
+        # The follow-ups repeat harmlessly: each writes what is already there, or nothing.
+        now = self._clock()
+        self._state_store.schedule_retirement(
+            Retirement(ref=ref, key_alias=retiring_alias(alias), due_at=now + self._config.grace_seconds)
+        )
+        grace = messages.duration(self._config.grace_seconds, self._config.language)
+        text = messages.render("rotated", self._config.language, grace=grace)
+        revision, wrote = self._write_back(ref, RecordStatus.ISSUED, text, api_key=new_key)
+        self._state_store.put(
+            state.model_copy(
+                update={
+                    "key_hash": key_hash(new_key),
+                    "record_revision": revision or state.record_revision,
+                    "message": text,
+                    "updated_at": now,
+                }
+            )
+        )
+        if wrote:
+            comment = messages.render("comment_rotated", self._config.language, grace=grace)
+            # Best effort, whatever the failure: the record already shows the new key.
+            with contextlib.suppress(Exception):
+                self._records.add_comment(ref, comment, state.requested_by)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _issued_state(self, ref: RecordRef) -> KeyState:
+        state = self._state_store.get(ref)
+        if state is None or state.status != KeyStatus.ISSUED:
+            raise RotationRefusedError("the record holds no issued key")
+        return state
+
+    def _pending_value(self, secret_id: str, token: str, versions: SecretVersions) -> str:
+        value = None
+        if PENDING in versions.stages_by_version.get(token, ()):
+            value = self._secrets.value_of(secret_id, token)
+        if value is None:
+            raise RotationRefusedError("the new key was not created (createSecret did not run)")
+        return value
+
+    def _write_back(
+        self, ref: RecordRef, status: RecordStatus, text: str, api_key: str | None = None
+    ) -> tuple[int | None, bool]:
+        """Write status, message (and key) to the record: (revision, whether it wrote). The revision
+        is None if the record is gone."""
+        codes = self._config.field_codes
+        for _ in range(MAX_REVISION_CONFLICTS):
+            raw = self._records.get_record(ref)
+            if raw is None:
+                return None, False  # deleted meanwhile: the worker or the reconciler revokes the key
+            request = key_request_from_record(ref.app_id, raw, codes)
+            values = {codes.status: status.value, codes.message: text}
+            current = {codes.status: request.status, codes.message: request.message}
+            if api_key is not None:
+                values[codes.api_key] = api_key
+                current[codes.api_key] = request.api_key
+            if values == current:
+                return request.revision, False
+            try:
+                return self._records.write_fields(ref, request.revision, values), True
+            except RevisionConflictError:
+                continue  # a user saved meanwhile: re-read and write on top
+        raise TransientError(f"record {ref.app_id}:{ref.record_id} kept changing during write-back")
+
+    def _report_failure(self, versions: SecretVersions, error: Exception) -> None:
+        """Tell the record why, unless it moved on (revoked, deleted); the old key still works."""
+        reason = str(error) if isinstance(error, RotationRefusedError) else type(error).__name__
+        text = messages.render("rotation_failed", self._config.language, reason=reason)
+        raw = self._records.get_record(versions.ref)
+        if raw is None:
+            return
+        request = key_request_from_record(versions.ref.app_id, raw, self._config.field_codes)
+        if request.status in (RecordStatus.ISSUED, RecordStatus.ROTATE_REQUESTED):
+            self._write_back(versions.ref, RecordStatus.ISSUED, text)
+
+    def _alias(self, ref: RecordRef) -> str:
+        return f"{self._config.key_alias_prefix}-{ref.app_id}-{ref.record_id}"

@@ -1,0 +1,36 @@
+"""Suite-wide guard: no test may see a credential in what the code printed or logged.
+
+After each test, its captured stdout, stderr and log records are searched for anything shaped like a
+LiteLLM key and for every token or master key the code under test loaded. A hit fails the test, so a
+leak cannot creep back in through any log line, exception or metric (metrics are printed as EMF).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lambdas.domain import redaction
+
+# Real keys are "sk-" and 32+ URL-safe characters; shorter sk- strings in tests are fixtures' names.
+KEY_SHAPE = re.compile(r"sk-[A-Za-z0-9_\-]{30,}")
+
+
+def leaked_credentials(text: str) -> list[str]:
+    found = KEY_SHAPE.findall(text)
+    found += [secret for secret in tuple(redaction._known_secrets) if secret in text]
+    return [value[:6] + "…" for value in found]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or report.failed:
+        return
+    captured = "\n".join([report.capstdout, report.capstderr, report.caplog])
+    leaked = leaked_credentials(captured)
+    if leaked:
+        report.outcome = "failed"
+        report.longrepr = f"credentials in captured output (first characters shown): {sorted(set(leaked))}"
