@@ -29,7 +29,7 @@ demo: install
 	$(PY) -m local.demo
 
 ## The whole test suite: lint, unit, integration (real local stack) and infrastructure tests.
-test: install lint
+test: install lint cdk-cli
 	$(PY) -m pytest
 
 lint: install

@@ -1,0 +1,287 @@
+"""Per-environment settings of the platform, read from `cdk.json` context and validated here.
+
+`cdk.json` holds one entry per environment under the context key `environments`; the deployer
+picks one with `-c env=NAME`. Every problem is reported with the environment and the dotted path
+of the setting, so a typo fails synth with a message that says where to look.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lambdas.domain.settings import FieldCodes
+from lambdas.domain.teams import TeamCatalog
+
+ENVIRONMENTS_CONTEXT_KEY = "environments"
+ENVIRONMENT_SELECTOR_CONTEXT_KEY = "env"
+
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                      2557, 2922, 3288, 3653)  # fmt: skip
+
+# LiteLLM releases that must never run: compromised on the registry, or pulled by the maintainers.
+BLOCKED_LITELLM_VERSIONS = {
+    "1.82.7": "a compromised release",
+    "1.82.8": "a compromised release",
+    "1.107.0": "a release pulled by its maintainers",
+}
+
+Architecture = Literal["arm64", "x86_64"]
+LAMBDA_ENVIRONMENT_BUDGET_BYTES = 2500
+
+# The platform's own secrets, named kintone-llm/<env>/<purpose>; key secrets must stay apart from them.
+PLATFORM_SECRETS = ("webhook-token", "kintone-api-token", "litellm-master-key", "litellm-salt-key",
+                    "database-credentials")  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """The selected environment is unknown or one of its settings is invalid."""
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _cidr(value: str) -> str:
+    network = ipaddress.ip_network(value, strict=True)
+    if network.prefixlen == 0:
+        raise ValueError(f"{value} opens the network to every address; name the office networks instead")
+    return str(network)
+
+
+class NetworkSettings(_Settings):
+    """A new VPC, or an existing one (for example the VPC connected to the office) given by id."""
+
+    vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
+    # With vpc_id: the private subnets the gateway and the functions run in, one per zone, in order.
+    availability_zones: tuple[str, ...] = ()
+    private_subnet_ids: tuple[str, ...] = ()
+    private_subnet_route_table_ids: tuple[str, ...] = ()
+    # Without vpc_id: the VPC to create.
+    new_vpc_cidr: str = "10.80.0.0/16"
+    max_azs: int = Field(default=2, ge=2, le=3)
+    nat_gateways: int = Field(default=1, ge=1, le=3)
+    # Networks whose people and tools may reach the gateway (its API and admin UI) on the internal ALB.
+    office_cidrs: tuple[str, ...] = ()
+
+    @field_validator("new_vpc_cidr")
+    @classmethod
+    def _valid_vpc_cidr(cls, value: str) -> str:
+        return _cidr(value)
+
+    @field_validator("office_cidrs")
+    @classmethod
+    def _valid_office_cidrs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_cidr(value) for value in values)
+
+    @field_validator("private_subnet_ids")
+    @classmethod
+    def _valid_subnet_ids(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", value):
+                raise ValueError(f"{value!r} is not a subnet id")
+        return values
+
+    @model_validator(mode="after")
+    def _existing_vpc_is_complete(self) -> NetworkSettings:
+        if self.vpc_id is None:
+            if self.availability_zones or self.private_subnet_ids or self.private_subnet_route_table_ids:
+                raise ValueError("availability_zones and private_subnet_* apply only with vpc_id")
+            return self
+        if not self.private_subnet_ids or len(self.private_subnet_ids) != len(self.availability_zones):
+            raise ValueError(
+                "with vpc_id, give one private subnet id per availability zone, in the same order"
+            )
+        if self.private_subnet_route_table_ids and len(self.private_subnet_route_table_ids) != len(
+            self.private_subnet_ids
+        ):
+            raise ValueError("private_subnet_route_table_ids must match private_subnet_ids one for one")
+        return self
+
+    @property
+    def uses_existing_vpc(self) -> bool:
+        return self.vpc_id is not None
+
+
+class GatewaySettings(_Settings):
+    """The LiteLLM gateway: created here, or an existing deployment reached by URL."""
+
+    create: bool = True
+    existing_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$")
+    # Pinned by release tag; moving tags (latest, main-stable) would change the gateway under us.
+    image: str = "ghcr.io/berriai/litellm:v1.108.7"
+    cpu_architecture: Architecture = "x86_64"
+    task_cpu: Literal[512, 1024, 2048, 4096] = 1024
+    # LiteLLM's resident memory is about 750 MiB; leave headroom for request bursts.
+    task_memory_mib: int = Field(default=2048, ge=1024, le=30720)
+    min_tasks: int = Field(default=1, ge=1, le=20)
+    max_tasks: int = Field(default=2, ge=1, le=20)
+    database_min_acu: float = Field(default=0.5, ge=0.5, le=256)
+    database_max_acu: float = Field(default=2, ge=1, le=256)
+    database_readers: int = Field(default=0, ge=0, le=3)
+    # HTTPS on the internal ALB: an ACM certificate for domain_name, which the office DNS points at the ALB.
+    certificate_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/"
+    )
+    domain_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)+$")
+
+    @field_validator("image")
+    @classmethod
+    def _pinned_release(cls, image: str) -> str:
+        match = re.fullmatch(r"[a-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9._-]+)+:(?P<tag>[A-Za-z0-9._-]+)", image)
+        if match is None:
+            raise ValueError("must be REGISTRY/REPOSITORY:TAG with an explicit release tag")
+        version = re.search(r"(\d+\.\d+\.\d+)", match["tag"])
+        if version is None:
+            raise ValueError(f"tag {match['tag']!r} is not a release; pin a release tag such as v1.108.7")
+        if version[1] in BLOCKED_LITELLM_VERSIONS:
+            raise ValueError(f"LiteLLM {version[1]} is {BLOCKED_LITELLM_VERSIONS[version[1]]}; pin another")
+        return image
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GatewaySettings:
+        if self.create and self.existing_url:
+            raise ValueError("existing_url applies only when create is false")
+        if not self.create and not self.existing_url:
+            raise ValueError("existing_url is required when create is false")
+        if (self.certificate_arn is None) != (self.domain_name is None):
+            raise ValueError("certificate_arn and domain_name go together")
+        if self.min_tasks > self.max_tasks:
+            raise ValueError("min_tasks must not exceed max_tasks")
+        if self.database_min_acu > self.database_max_acu:
+            raise ValueError("database_min_acu must not exceed database_max_acu")
+        return self
+
+
+class KintoneSettings(_Settings):
+    domain: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)+$")
+    app_id: int = Field(gt=0)
+    field_codes: FieldCodes = FieldCodes()
+    message_language: Literal["ja", "en"] = "ja"
+
+
+class ApiSettings(_Settings):
+    # kintone sends at most 60 webhooks a minute per domain; the limits leave room for bursts.
+    throttle_rate_per_second: float = Field(default=5, gt=0, le=1000)
+    throttle_burst: int = Field(default=20, ge=1, le=5000)
+    max_webhook_body_bytes: int = Field(default=1_048_576, ge=1024, le=10_485_760)
+
+
+class EnvironmentSettings(_Settings):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")
+    account: str = Field(pattern=r"^\d{12}$")
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+    network: NetworkSettings = NetworkSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    kintone: KintoneSettings
+    team_catalog: TeamCatalog
+    alarm_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    lambda_architecture: Architecture = "arm64"
+    log_retention_days: int = 90
+    # How often each issued key is replaced by the rotator (Secrets Manager rotation schedule).
+    key_rotation_days: int = Field(default=90, ge=1, le=365)
+    key_secret_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9/_+=.@-]+/$")
+    # LiteLLM key aliases are <prefix>-<app>-<record> and unique per gateway: environments sharing
+    # one gateway need different prefixes.
+    key_alias_prefix: str = Field(default="kintone", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    secret_recovery_window_days: int = Field(default=7, ge=7, le=30)
+    reconcile_every_minutes: int = Field(default=5, ge=1, le=60)
+    worker_max_concurrency: int = Field(default=5, ge=2, le=100)
+    http_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    api: ApiSettings = ApiSettings()
+    oldest_message_alarm_seconds: int = Field(default=300, ge=60)
+    audit_log_retention_days: int = Field(default=365, ge=90, le=3653)
+    # Keep data stores (table, database, buckets) when the stack is deleted or they are replaced.
+    retain_data: bool = True
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _supported_retention(cls, days: int) -> int:
+        if days not in LOG_RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs supports only {', '.join(map(str, LOG_RETENTION_DAYS))} days")
+        return days
+
+    @model_validator(mode="after")
+    def _fits_lambda_environment(self) -> EnvironmentSettings:
+        # Lambda allows 4 KB of environment variables per function; the rest are ids and small values.
+        size = len(self.team_catalog.model_dump_json()) + len(self.kintone.field_codes.model_dump_json())
+        if size > LAMBDA_ENVIRONMENT_BUDGET_BYTES:
+            raise ValueError(
+                f"team_catalog and kintone.field_codes take {size} bytes of the functions' environment; "
+                f"keep them under {LAMBDA_ENVIRONMENT_BUDGET_BYTES}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _key_secrets_apart(self) -> EnvironmentSettings:
+        covered = [
+            name
+            for name in map(self.secret_name, PLATFORM_SECRETS)
+            if name.startswith(self.key_secrets_prefix)
+        ]
+        if covered:
+            raise ValueError(
+                f"key_secret_prefix must not cover the platform's own secrets ({', '.join(covered)})"
+            )
+        return self
+
+    @property
+    def resource_prefix(self) -> str:
+        return f"kintone-llm-{self.name}"
+
+    @property
+    def key_secrets_prefix(self) -> str:
+        """Where the worker keeps one secret per issued key; its IAM permissions stop at this prefix."""
+        return self.key_secret_prefix or f"kintone-llm-keys/{self.name}/"
+
+    def secret_name(self, purpose: str) -> str:
+        if purpose not in PLATFORM_SECRETS:
+            raise ValueError(f"{purpose!r} is not one of the platform's secrets")
+        return f"kintone-llm/{self.name}/{purpose}"
+
+
+def load_environment_settings(environments: object, name: object) -> EnvironmentSettings:
+    """The validated settings of environment `name` from the `environments` context value."""
+    if not isinstance(environments, Mapping) or not environments:
+        raise ConfigError(
+            f"cdk.json context has no '{ENVIRONMENTS_CONTEXT_KEY}' object naming the environments"
+        )
+    known = ", ".join(sorted(environments))
+    if not isinstance(name, str) or not name:
+        raise ConfigError(
+            f"choose an environment with -c {ENVIRONMENT_SELECTOR_CONTEXT_KEY}=NAME (one of {known})"
+        )
+    if name not in environments:
+        raise ConfigError(f"unknown environment '{name}': cdk.json defines {known}")
+    raw = environments[name]
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"environment '{name}': its settings must be an object")
+    if "name" in raw:
+        raise ConfigError(
+            f"environment '{name}': setting 'name' is not a known setting (the key is the name)"
+        )
+    try:
+        return EnvironmentSettings.model_validate({**raw, "name": name})
+    except ValidationError as error:
+        raise ConfigError(_describe(name, error)) from None
+
+
+def _describe(environment: str, error: ValidationError) -> str:
+    problems = []
+    for problem in error.errors():
+        path = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if not path:  # a rule across settings: its message names them
+            problems.append(message)
+        elif problem["type"] == "extra_forbidden":
+            problems.append(f"setting '{path}' is not a known setting")
+        elif problem["type"] == "missing":
+            problems.append(f"setting '{path}' is missing")
+        else:
+            problems.append(f"setting '{path}' is invalid: {message}")
+    return f"environment '{environment}': " + "; ".join(problems)

@@ -1,0 +1,363 @@
+"""The provisioning functions, their roles and their permissions.
+
+Every function has its own role with only the statements written here (no AWS managed policy):
+- webhook: read the webhook token secret, send to the queue.
+- worker: consume the queue, read the kintone and LiteLLM secrets, read and write the state table,
+  manage key secrets under the key prefix, assume the audit role.
+- reconciler: read the kintone and LiteLLM secrets, read and write the state table, send to the queue.
+- rotator: read the kintone and LiteLLM secrets, read and write the state table, manage key secrets
+  under the key prefix, assume the audit role; invoked by Secrets Manager only.
+The audit role holds the key-secret permissions too; the worker and rotator assume it with the kintone
+user as SourceIdentity, so CloudTrail names who asked for each key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks.config import EnvironmentSettings
+from stacks.constructs.common import acknowledge, log_group
+from stacks.constructs.network import private_subnets
+from stacks.constructs.queue import ProvisioningQueue
+from stacks.constructs.secrets import ProvisioningSecrets
+from stacks.constructs.state import StateTable
+
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+WORKER_TIMEOUT = Duration.seconds(60)
+WORKER_BATCH_SIZE = 10
+SERVICE_NAME = "kintone-llm-keys"
+
+KEY_SECRET_ACTIONS = (
+    "secretsmanager:CreateSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:TagResource",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:RestoreSecret",
+    "secretsmanager:RotateSecret",
+)
+_TABLE_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
+_TABLE_WRITE_ACTIONS = (
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
+)
+# What Lambda needs to attach a function to the VPC. EC2 offers no resource-level scoping for
+# the Describe calls, and Lambda checks these on the role before it creates the function.
+_VPC_ACCESS_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    description: str
+    timeout: Duration
+    # Functions that call LiteLLM run in the VPC to reach the internal ALB.
+    in_vpc: bool
+
+
+WEBHOOK = FunctionSpec(
+    "webhook", "Authenticates and validates kintone webhooks, then enqueues them", Duration.seconds(10), False
+)
+WORKER = FunctionSpec(
+    "worker", "Issues, updates and revokes LiteLLM keys for queued kintone records", WORKER_TIMEOUT, True
+)
+RECONCILER = FunctionSpec(
+    "reconciler", "Finds kintone records that webhooks missed and enqueues them", Duration.minutes(5), True
+)
+ROTATOR = FunctionSpec(
+    "rotator",
+    "Secrets Manager rotation of issued keys: new key, test, switch, delete old",
+    WORKER_TIMEOUT,
+    True,
+)
+
+
+@dataclass(frozen=True)
+class GatewayAccess:
+    """How the VPC-bound functions reach LiteLLM."""
+
+    base_url: str
+    vpc: ec2.IVpc | None
+    security_group: ec2.ISecurityGroup | None
+
+
+class ProvisioningFunctions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EnvironmentSettings,
+        code: lambda_.Code,
+        gateway: GatewayAccess,
+        secrets: ProvisioningSecrets,
+        queue: ProvisioningQueue,
+        state: StateTable,
+        data_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._settings = settings
+        self._code = code
+        self._gateway = gateway
+        self._data_key = data_key
+        stack = Stack.of(self)
+        self._key_secrets_arn = stack.format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{settings.key_secrets_prefix}*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self._secrets_key = secrets.key
+        environment = {
+            "KINTONE_BASE_URL": f"https://{settings.kintone.domain}",
+            "KINTONE_APP_ID": str(settings.kintone.app_id),
+            "KINTONE_API_TOKEN_SECRET_ID": secrets.kintone_api_token.secret_arn,
+            "LITELLM_BASE_URL": gateway.base_url,
+            "LITELLM_MASTER_KEY_SECRET_ID": secrets.litellm_master_key.secret_arn,
+            "WEBHOOK_TOKEN_SECRET_ID": secrets.webhook_token.secret_arn,
+            "QUEUE_URL": queue.queue.queue_url,
+            "STATE_TABLE_NAME": state.table.table_name,
+            "KEY_SECRET_PREFIX": settings.key_secrets_prefix,
+            "KEY_SECRET_KMS_KEY_ID": secrets.key.key_arn,
+            "KEY_ALIAS_PREFIX": settings.key_alias_prefix,
+            "TEAM_CATALOG": settings.team_catalog.model_dump_json(),
+            "FIELD_CODES": json.dumps(settings.kintone.field_codes.model_dump()),
+            "MESSAGE_LANGUAGE": settings.kintone.message_language,
+            "MAX_WEBHOOK_BODY_BYTES": str(settings.api.max_webhook_body_bytes),
+            "HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
+            "SECRET_RECOVERY_WINDOW_DAYS": str(settings.secret_recovery_window_days),
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(settings),
+            "LOG_LEVEL": "INFO",
+        }
+
+        self.webhook = self._function(WEBHOOK, environment)
+        self.worker = self._function(WORKER, environment)
+        self.reconciler = self._function(RECONCILER, environment)
+        self.rotator = self._function(ROTATOR, environment)
+        self.by_name = {
+            "Webhook": self.webhook,
+            "Worker": self.worker,
+            "Reconciler": self.reconciler,
+            "Rotator": self.rotator,
+        }
+
+        self.audit_role = self._audit_role()
+        for function in (self.worker, self.rotator):
+            function.add_environment("AUDIT_ROLE_ARN", self.audit_role.role_arn)
+        # The worker turns on rotation for each key secret it creates.
+        self.worker.add_environment("ROTATOR_FUNCTION_ARN", self.rotator.function_arn)
+        for function in (self.worker, self.rotator):
+            function.add_environment("ROTATION_DAYS", str(settings.key_rotation_days))
+
+        # webhook
+        self._allow_secret_read(self.webhook, secrets.webhook_token)
+        self._allow_send(self.webhook, queue)
+        # worker
+        self.worker.add_event_source(
+            event_sources.SqsEventSource(
+                queue.queue,
+                batch_size=WORKER_BATCH_SIZE,
+                report_batch_item_failures=True,
+                # kintone allows 100 concurrent requests per domain; stay well below with headroom.
+                max_concurrency=settings.worker_max_concurrency,
+            )
+        )
+        for function in (self.worker, self.reconciler, self.rotator):
+            self._allow_secret_read(function, secrets.kintone_api_token)
+            self._allow_secret_read(function, secrets.litellm_master_key)
+        self._allow_table(self.worker, state, write=True)
+        self._allow_table(self.rotator, state, write=True)
+        # The reconciler keeps its sweep cursor in the table and clears retired keys' entries.
+        self._allow_table(self.reconciler, state, write=True)
+        self._allow_send(self.reconciler, queue)
+        self._allow_key_secrets(self.worker.role, may_enable_rotation=True)
+        self._allow_key_secrets(self.audit_role, may_enable_rotation=True)
+        self._allow_key_secrets(self.rotator.role, may_enable_rotation=False)
+        for function in (self.worker, self.rotator):
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["sts:AssumeRole", "sts:SetSourceIdentity"], resources=[self.audit_role.role_arn]
+                )
+            )
+
+        # reconciler: a sweep on a schedule catches webhooks kintone dropped or never sent.
+        events.Rule(
+            self,
+            "ReconcileSchedule",
+            description="Runs the reconciler",
+            schedule=events.Schedule.rate(Duration.minutes(settings.reconcile_every_minutes)),
+            targets=[events_targets.LambdaFunction(self.reconciler, retry_attempts=0)],
+        )
+        # rotator: only Secrets Manager may invoke it, only for key secrets of this account.
+        self.rotator.add_permission(
+            "InvokedBySecretsManager",
+            principal=iam.ServicePrincipal("secretsmanager.amazonaws.com"),
+            action="lambda:InvokeFunction",
+            source_account=stack.account,
+            source_arn=self._key_secrets_arn,
+        )
+
+    def _function(self, spec: FunctionSpec, environment: dict[str, str]) -> lambda_.Function:
+        settings = self._settings
+        role = iam.Role(
+            self,
+            f"{spec.name.title()}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{settings.resource_prefix} {spec.name} function",
+        )
+        logs = log_group(self, f"{spec.name.title()}Logs", settings)
+        logs.grant_write(role)
+        in_vpc = spec.in_vpc and self._gateway.vpc is not None
+        if in_vpc:
+            role.add_to_policy(iam.PolicyStatement(actions=list(_VPC_ACCESS_ACTIONS), resources=["*"]))
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "Lambda's VPC attachment (network interface create/describe/delete) and X-Ray trace upload "
+                "have no resource-level permissions in IAM; the actions are listed one by one.",
+            )
+        else:
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "X-Ray trace upload (xray:PutTraceSegments, PutTelemetryRecords) has no resource-level "
+                "permissions in IAM.",
+            )
+        function = lambda_.Function(
+            self,
+            spec.name.title(),
+            description=spec.description,
+            runtime=RUNTIME,
+            architecture=(
+                lambda_.Architecture.ARM_64
+                if settings.lambda_architecture == "arm64"
+                else lambda_.Architecture.X86_64
+            ),
+            handler=f"lambdas.handlers.{spec.name}.handler",
+            code=self._code,
+            role=role,
+            log_group=logs,
+            memory_size=512,
+            timeout=spec.timeout,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=environment,
+            vpc=self._gateway.vpc if in_vpc else None,
+            vpc_subnets=private_subnets() if in_vpc else None,
+            security_groups=[self._gateway.security_group]
+            if in_vpc and self._gateway.security_group
+            else None,
+            # Invocations are retried by the queue or the next schedule, not by Lambda's async retries.
+            retry_attempts=0,
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            "The bundle's wheels are built for CPython 3.12 (stacks/bundling.py) and the code is tested on "
+            "it; moving to a newer runtime is a deliberate change of both together.",
+        )
+        return function
+
+    def _audit_role(self) -> iam.Role:
+        # Every session must carry the kintone user as SourceIdentity, so CloudTrail shows who asked.
+        requires_source_identity = {"Null": {"sts:SourceIdentity": "false"}}
+        callers = [iam.ArnPrincipal(self.worker.role.role_arn), iam.ArnPrincipal(self.rotator.role.role_arn)]
+        role = iam.Role(
+            self,
+            "AuditRole",
+            description=f"{self._settings.resource_prefix}: key secret changes on behalf of a kintone user",
+            assumed_by=iam.CompositePrincipal(
+                *(caller.with_conditions(requires_source_identity) for caller in callers)
+            ),
+            max_session_duration=Duration.hours(1),
+        )
+        role.assume_role_policy.add_statements(
+            iam.PolicyStatement(
+                actions=["sts:SetSourceIdentity"], principals=callers, conditions=requires_source_identity
+            )
+        )
+        return role
+
+    def _allow_key_secrets(self, principal: iam.IPrincipal, *, may_enable_rotation: bool) -> None:
+        statements = [
+            iam.PolicyStatement(actions=list(KEY_SECRET_ACTIONS), resources=[self._key_secrets_arn]),
+            self._key_use(self._secrets_key, ["kms:Decrypt", "kms:GenerateDataKey"], "secretsmanager"),
+        ]
+        if may_enable_rotation:
+            # Turning on rotation (RotateSecret naming a function) needs the right to invoke that function.
+            statements.append(
+                iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.rotator.function_arn])
+            )
+        for statement in statements:
+            principal.add_to_principal_policy(statement)
+        acknowledge(
+            principal,
+            f"AwsSolutions-IAM5[Resource::{self._key_secrets_arn}]",
+            "One secret per issued key is created at run time, named after its kintone record; the "
+            "key secret prefix is the narrowest resource that covers them and nothing else.",
+        )
+
+    def _allow_secret_read(self, function: lambda_.Function, secret: secretsmanager.ISecret) -> None:
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn])
+        )
+        if secret.encryption_key is not None:
+            function.add_to_role_policy(
+                self._key_use(secret.encryption_key, ["kms:Decrypt"], "secretsmanager")
+            )
+
+    def _allow_send(self, function: lambda_.Function, queue: ProvisioningQueue) -> None:
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue.queue_arn])
+        )
+        function.add_to_role_policy(
+            self._key_use(self._data_key, ["kms:GenerateDataKey", "kms:Decrypt"], "sqs")
+        )
+
+    def _allow_table(self, function: lambda_.Function, state: StateTable, *, write: bool) -> None:
+        actions = [*_TABLE_READ_ACTIONS, *(_TABLE_WRITE_ACTIONS if write else ())]
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=actions, resources=[state.table.table_arn, state.status_index_arn])
+        )
+        key_actions = [
+            "kms:Decrypt",
+            "kms:DescribeKey",
+            *(["kms:Encrypt", "kms:GenerateDataKey"] if write else []),
+        ]
+        function.add_to_role_policy(self._key_use(self._data_key, key_actions, "dynamodb"))
+
+    def _key_use(self, key: kms.IKey, actions: list[str], service: str) -> iam.PolicyStatement:
+        """Use of `key` only through `service` (never directly), as that service needs it."""
+        region = Stack.of(self).region
+        return iam.PolicyStatement(
+            actions=actions,
+            resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"{service}.{region}.amazonaws.com"}},
+        )
+
+
+def metrics_namespace(settings: EnvironmentSettings) -> str:
+    return f"KintoneLlmKeys/{settings.name}"

@@ -1,0 +1,319 @@
+"""The LiteLLM gateway: the official image on ECS Fargate behind an internal Application Load Balancer.
+
+Security groups open only these paths, each with its own rule:
+office networks and gateway clients -> ALB (listener port) -> tasks (4000) -> database (5432).
+Tasks also leave on 443 only: image pulls, Secrets Manager, CloudWatch Logs, S3 and model providers.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as route53_targets
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks.config import EnvironmentSettings
+from stacks.constructs.common import (
+    acknowledge,
+    data_removal_policy,
+    log_group,
+    rotating_key,
+    server_access_logs_bucket,
+)
+from stacks.constructs.database import DATABASE_NAME, GatewayDatabase
+from stacks.constructs.network import private_subnets
+from stacks.litellm_config import LiteLLMConfig
+
+LITELLM_PORT = 4000
+# Answers without touching the database, so a database blip does not drain every task from the ALB.
+HEALTH_CHECK_PATH = "/health/liveliness"
+
+
+def generated_secret(
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    description: str,
+    key: kms.IKey,
+    removal_policy: RemovalPolicy,
+) -> secretsmanager.Secret:
+    """A random 64-character secret created by Secrets Manager: its value never passes through CDK."""
+    return secretsmanager.Secret(
+        scope,
+        construct_id,
+        secret_name=name,
+        description=description,
+        encryption_key=key,
+        generate_secret_string=secretsmanager.SecretStringGenerator(
+            password_length=64, exclude_punctuation=True, include_space=False
+        ),
+        removal_policy=removal_policy,
+    )
+
+
+class LiteLLMGateway(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EnvironmentSettings,
+        vpc: ec2.IVpc,
+        litellm_config: LiteLLMConfig,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        gateway = settings.gateway
+        stack = Stack.of(self)
+        self.vpc = vpc
+
+        self.key = rotating_key(
+            self, "Key", f"{settings.resource_prefix}: LiteLLM gateway secrets and database storage"
+        )
+        self.master_key_secret = generated_secret(
+            self,
+            "MasterKey",
+            name=settings.secret_name("litellm-master-key"),
+            description="LiteLLM master key: admin API and admin UI login",
+            key=self.key,
+            removal_policy=data_removal_policy(settings),
+        )
+        acknowledge(
+            self.master_key_secret,
+            "AwsSolutions-SMG4",
+            "LiteLLM reads its master key only at task start, and the provisioning functions use it; "
+            "rotating it needs a coordinated ECS redeployment, done by the runbook, not on a schedule.",
+        )
+        salt_key_secret = generated_secret(
+            self,
+            "SaltKey",
+            name=settings.secret_name("litellm-salt-key"),
+            description="LiteLLM salt key: encrypts provider credentials stored in its database",
+            key=self.key,
+            # Lives exactly as long as the database whose stored credentials it encrypts.
+            removal_policy=data_removal_policy(settings),
+        )
+        acknowledge(
+            salt_key_secret,
+            "AwsSolutions-SMG4",
+            "LiteLLM's salt key must never change: credentials already encrypted with it in the "
+            "database would become unreadable.",
+        )
+        self.database = GatewayDatabase(self, "Database", settings=settings, vpc=vpc, encryption_key=self.key)
+
+        # Security groups: none allows all outbound; each path is opened explicitly below.
+        self.load_balancer_security_group = ec2.SecurityGroup(
+            self,
+            "LoadBalancerSecurityGroup",
+            vpc=vpc,
+            description="LiteLLM internal ALB: office networks and gateway clients in, tasks out",
+            allow_all_outbound=False,
+        )
+        self.task_security_group = ec2.SecurityGroup(
+            self,
+            "TaskSecurityGroup",
+            vpc=vpc,
+            description="LiteLLM tasks: the ALB in; HTTPS and the database out",
+            allow_all_outbound=False,
+        )
+        self.task_security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "Image pulls, AWS APIs and model providers over HTTPS"
+        )
+        self.client_security_group = ec2.SecurityGroup(
+            self,
+            "ClientSecurityGroup",
+            vpc=vpc,
+            description="Gateway clients (provisioning functions): may call the LiteLLM ALB",
+            # The functions also call kintone and AWS APIs on the internet through NAT.
+            allow_all_outbound=True,
+        )
+
+        cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
+        task_definition = ecs.FargateTaskDefinition(
+            self,
+            "TaskDefinition",
+            cpu=gateway.task_cpu,
+            memory_limit_mib=gateway.task_memory_mib,
+            runtime_platform=ecs.RuntimePlatform(
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+                cpu_architecture=(
+                    ecs.CpuArchitecture.ARM64
+                    if gateway.cpu_architecture == "arm64"
+                    else ecs.CpuArchitecture.X86_64
+                ),
+            ),
+        )
+        # The config file travels as an asset; LiteLLM reads it from S3 at start (no custom image needed).
+        config_asset = s3_assets.Asset(self, "LiteLLMConfig", path=str(litellm_config.path))
+        task_definition.add_to_task_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[
+                    f"arn:{stack.partition}:s3:::{config_asset.s3_bucket_name}/{config_asset.s3_object_key}"
+                ],
+            )
+        )
+        bedrock_models = litellm_config.bedrock_resource_arns(stack.partition, stack.region, stack.account)
+        if bedrock_models:
+            task_definition.add_to_task_role_policy(
+                iam.PolicyStatement(
+                    actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                    resources=bedrock_models,
+                )
+            )
+        database_secret = self.database.secret
+        task_definition.add_container(
+            "LiteLLM",
+            image=ecs.ContainerImage.from_registry(gateway.image),
+            port_mappings=[ecs.PortMapping(container_port=LITELLM_PORT, name="http")],
+            logging=ecs.LogDrivers.aws_logs(
+                stream_prefix="litellm", log_group=log_group(self, "Logs", settings)
+            ),
+            environment={
+                "LITELLM_CONFIG_BUCKET_NAME": config_asset.s3_bucket_name,
+                "LITELLM_CONFIG_BUCKET_OBJECT_KEY": config_asset.s3_object_key,
+                "DATABASE_HOST": self.database.cluster.cluster_endpoint.hostname,
+                "DATABASE_NAME": DATABASE_NAME,
+                "AWS_REGION_NAME": stack.region,
+            },
+            secrets={
+                "LITELLM_MASTER_KEY": ecs.Secret.from_secrets_manager(self.master_key_secret),
+                "LITELLM_SALT_KEY": ecs.Secret.from_secrets_manager(salt_key_secret),
+                "DATABASE_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),
+                "DATABASE_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
+            },
+        )
+        acknowledge(
+            task_definition,
+            "AwsSolutions-ECS2",
+            "The environment holds only non-secret configuration (config location, database host and "
+            "name, region); every credential is injected from Secrets Manager as an ECS secret.",
+        )
+
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=cluster,
+            task_definition=task_definition,
+            desired_count=gateway.min_tasks,
+            security_groups=[self.task_security_group],
+            vpc_subnets=private_subnets(),
+            assign_public_ip=False,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            # LiteLLM needs about 25 s to start and migrate; give it margin before the ALB judges it.
+            health_check_grace_period=Duration.seconds(120),
+            propagate_tags=ecs.PropagatedTagSource.SERVICE,
+        )
+        self.database.cluster.connections.allow_default_port_from(
+            self.task_security_group, "LiteLLM tasks to their database"
+        )
+        scaling = self.service.auto_scale_task_count(
+            min_capacity=gateway.min_tasks, max_capacity=gateway.max_tasks
+        )
+        scaling.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)
+        scaling.scale_on_memory_utilization("Memory", target_utilization_percent=75)
+
+        self.load_balancer = elbv2.ApplicationLoadBalancer(
+            self,
+            "LoadBalancer",
+            vpc=vpc,
+            internet_facing=False,
+            vpc_subnets=private_subnets(),
+            security_group=self.load_balancer_security_group,
+            drop_invalid_header_fields=True,
+            # Non-streamed completions of long prompts can take minutes before the first byte.
+            idle_timeout=Duration.minutes(10),
+            deletion_protection=settings.retain_data,
+        )
+        self.load_balancer.log_access_logs(self._access_logs_bucket(), prefix="alb")
+        self.target_group = elbv2.ApplicationTargetGroup(
+            self,
+            "TargetGroup",
+            vpc=vpc,
+            port=LITELLM_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            target_type=elbv2.TargetType.IP,
+            targets=[self.service],
+            deregistration_delay=Duration.seconds(30),
+            health_check=elbv2.HealthCheck(
+                path=HEALTH_CHECK_PATH,
+                healthy_http_codes="200",
+                interval=Duration.seconds(15),
+                timeout=Duration.seconds(5),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=3,
+            ),
+        )
+        self.service.connections.allow_from(
+            self.load_balancer, ec2.Port.tcp(LITELLM_PORT), "Internal ALB to LiteLLM tasks"
+        )
+
+        if gateway.certificate_arn and gateway.domain_name:
+            listener_port = 443
+            self.load_balancer.add_listener(
+                "Https",
+                port=listener_port,
+                protocol=elbv2.ApplicationProtocol.HTTPS,
+                certificates=[elbv2.ListenerCertificate.from_arn(gateway.certificate_arn)],
+                ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+                default_target_groups=[self.target_group],
+                open=False,
+            )
+            self.load_balancer.add_redirect(source_port=80, target_port=listener_port, open=False)
+            self._allow_clients(settings, ec2.Port.tcp(80), "redirect to HTTPS")
+            self.url = f"https://{gateway.domain_name}"
+            # The provisioning functions resolve the name inside the VPC through this private zone.
+            zone = route53.PrivateHostedZone(self, "Zone", zone_name=gateway.domain_name, vpc=vpc)
+            route53.ARecord(
+                self,
+                "Alias",
+                zone=zone,
+                target=route53.RecordTarget.from_alias(
+                    route53_targets.LoadBalancerTarget(self.load_balancer)
+                ),
+            )
+        else:
+            listener_port = 80
+            self.load_balancer.add_listener(
+                "Http",
+                port=listener_port,
+                protocol=elbv2.ApplicationProtocol.HTTP,
+                default_target_groups=[self.target_group],
+                open=False,
+            )
+            self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
+        self._allow_clients(settings, ec2.Port.tcp(listener_port), "LiteLLM API and admin UI")
+
+    def _allow_clients(self, settings: EnvironmentSettings, port: ec2.Port, purpose: str) -> None:
+        for cidr in settings.network.office_cidrs:
+            self.load_balancer_security_group.add_ingress_rule(
+                ec2.Peer.ipv4(cidr), port, f"Office: {purpose}"
+            )
+        self.load_balancer_security_group.add_ingress_rule(
+            self.client_security_group, port, f"Gateway clients: {purpose}"
+        )
+
+    def _access_logs_bucket(self) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            "AccessLogs",
+            # ALB access log delivery supports only SSE-S3.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=True,
+            removal_policy=RemovalPolicy.RETAIN,
+            server_access_logs_bucket=server_access_logs_bucket(self, "ServerAccessLogs"),
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+        )
