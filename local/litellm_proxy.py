@@ -8,9 +8,11 @@ migrating its database at start-up.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -62,13 +64,13 @@ def ensure_litellm(state_dir: Path) -> LiteLLMEndpoint:
 
 def stop_litellm(state_dir: Path) -> None:
     kit = offline_kit()
-    target = state_dir / "litellm-offline"
+    target = kit_target(state_dir)
     if kit and target.exists():
         subprocess.run([str(kit / "stop.sh"), str(target)], check=False, capture_output=True)
     from local.processes import stop_background  # noqa: PLC0415 - avoids a cycle at import
 
     stop_background("litellm", state_dir)
-    pg_data = state_dir / "litellm-pg"
+    pg_data = postgres_state_dir(state_dir) / "litellm-pg"
     if (pg_data / "postmaster.pid").exists():
         _run_as_postgres([str(_pg_bin() / "pg_ctl"), "-D", str(pg_data), "stop", "-m", "fast"], check=False)
 
@@ -76,8 +78,28 @@ def stop_litellm(state_dir: Path) -> None:
 # -- the offline kit --------------------------------------------------------------------------------
 
 
+def _postgres_can_reach(path: Path) -> bool:
+    """Whether a non-owner (PostgreSQL's own user, when we run as root) can traverse every parent."""
+    if os.geteuid() != 0:
+        return True  # PostgreSQL then runs as us
+    return all(parent.stat().st_mode & stat.S_IXOTH for parent in [path, *path.parents] if parent.exists())
+
+
+def postgres_state_dir(state_dir: Path) -> Path:
+    """Where PostgreSQL's data (and the kit, which holds it) lives: the state directory when
+    PostgreSQL, run as the postgres user under root, can reach it; else /var/tmp, per checkout."""
+    if _postgres_can_reach(state_dir):
+        return state_dir
+    checkout = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"kintone-llm-keys-{checkout}"  # noqa: S108 - a fixed, per-checkout name
+
+
+def kit_target(state_dir: Path) -> Path:
+    return postgres_state_dir(state_dir) / "litellm-offline"
+
+
 def _ensure_with_kit(kit: Path, state_dir: Path) -> LiteLLMEndpoint:
-    target = state_dir / "litellm-offline"
+    target = kit_target(state_dir)
     env_file = target / "state" / "litellm.env"
     if env_file.exists():
         values = _read_env_file(env_file)
@@ -145,7 +167,7 @@ def _ensure_with_pip(state_dir: Path) -> LiteLLMEndpoint:
         )
 
     pg_bin = _pg_bin()
-    pg_data = state_dir / "litellm-pg"
+    pg_data = postgres_state_dir(state_dir) / "litellm-pg"
     pg_port = free_port()
     if not (pg_data / "PG_VERSION").exists():
         pg_data.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from local.aws_resources import LOCAL_REGION
+from local.litellm_proxy import kit_target
 from local.stack import REPO_ROOT, STATE_DIR
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,8 @@ def test_demo_issues_a_working_key_and_no_log_holds_a_credential() -> None:
     stack_env = dict(line.split("=", 1) for line in (STATE_DIR / "env").read_text().splitlines())
     credentials = credentials_in_play(stack_env)
     assert len(credentials) > 3
-    logs = [path for path in Path(STATE_DIR).rglob("*.log") if path.is_file()]
+    log_dirs = {STATE_DIR, kit_target(STATE_DIR)}
+    logs = [path for log_dir in log_dirs for path in Path(log_dir).rglob("*.log") if path.is_file()]
     assert any(path.name.startswith("worker-") for path in logs)
     for path in logs:
         text = path.read_text(errors="replace")
