@@ -105,3 +105,18 @@ def key_request_from_record(app_id: str, record: dict[str, Any], codes: FieldCod
         requested_by=_user_code(record, codes.creator),
         modified_by=_user_code(record, codes.modifier),
     )
+
+
+def system_field_changes(
+    request: KeyRequest, codes: FieldCodes, status: RecordStatus, message: str, api_key: str | None = None
+) -> dict[str, str] | None:
+    """The system fields to write so the record shows these values; None when it already does.
+
+    Writing only real changes keeps a repeated delivery from touching the record at all.
+    """
+    values = {codes.status: status.value, codes.message: message}
+    current = {codes.status: request.status, codes.message: request.message}
+    if api_key is not None:
+        values[codes.api_key] = api_key
+        current[codes.api_key] = request.api_key
+    return None if values == current else values

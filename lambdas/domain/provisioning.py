@@ -25,6 +25,7 @@ from lambdas.domain.key_request import (
     RecordStatus,
     key_hash,
     key_request_from_record,
+    system_field_changes,
 )
 from lambdas.domain.ports import (
     KeyChange,
@@ -374,13 +375,8 @@ class KeyProvisioner:
         self, request: KeyRequest, *, status: RecordStatus, message: str, api_key: str | None = None
     ) -> int:
         """Write the system fields unless the record already shows them; returns the revision."""
-        codes = self._config.field_codes
-        values = {codes.status: status.value, codes.message: message}
-        current = {codes.status: request.status, codes.message: request.message}
-        if api_key is not None:
-            values[codes.api_key] = api_key
-            current[codes.api_key] = request.api_key
-        if values == current:
+        values = system_field_changes(request, self._config.field_codes, status, message, api_key)
+        if values is None:
             return request.revision
         ref = RecordRef(app_id=request.app_id, record_id=request.record_id)
         return self._records.write_fields(ref, request.revision, values)

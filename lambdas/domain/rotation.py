@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from lambdas.domain import messages
-from lambdas.domain.key_request import RecordStatus, key_hash, key_request_from_record
+from lambdas.domain.key_request import RecordStatus, key_hash, key_request_from_record, system_field_changes
 from lambdas.domain.ports import (
     KeyGateway,
     KeySpec,
@@ -190,12 +190,8 @@ class KeyRotator:
             if raw is None:
                 return None, False  # deleted meanwhile: the worker or the reconciler revokes the key
             request = key_request_from_record(ref.app_id, raw, codes)
-            values = {codes.status: status.value, codes.message: text}
-            current = {codes.status: request.status, codes.message: request.message}
-            if api_key is not None:
-                values[codes.api_key] = api_key
-                current[codes.api_key] = request.api_key
-            if values == current:
+            values = system_field_changes(request, codes, status, text, api_key)
+            if values is None:
                 return request.revision, False
             try:
                 return self._records.write_fields(ref, request.revision, values), True
