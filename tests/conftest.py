@@ -3,6 +3,7 @@
 After each test, its captured stdout, stderr and log records are searched for anything shaped like a
 LiteLLM key and for every token or master key the code under test loaded. A hit fails the test, so a
 leak cannot creep back in through any log line, exception or metric (metrics are printed as EMF).
+A failing test's report (assertion values, captured output) is scrubbed before pytest prints it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ def leaked_credentials(text: str) -> list[str]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
-    if report.when != "call" or report.failed:
+    if report.failed:
+        # A failing test's report shows values and captured output: scrub them before they print.
+        report.longrepr = redaction.redact(str(report.longrepr))
+        report.sections = [(title, redaction.redact(content)) for title, content in report.sections]
+        return
+    if report.when != "call":
         return
     captured = "\n".join([report.capstdout, report.capstderr, report.caplog])
     leaked = leaked_credentials(captured)

@@ -54,11 +54,22 @@ class DynamoDBStateStore:
         return _state_of(item)
 
     def put(self, state: KeyState) -> None:
-        item = state.model_dump(mode="json")
-        item["pk"] = partition_key(RecordRef(app_id=state.app_id, record_id=state.record_id))
-        item["models"] = list(state.models)
-        item["updated_at"] = Decimal(str(state.updated_at))
-        self._put(item)
+        self._put(_item_of(state))
+
+    def switch_key(self, state: KeyState, previous_key_hash: str) -> bool:
+        """Store a rotated key's state only while the record's key is still issued and is the old
+        (or, on a repeat, already the new) one; False when a revoke or another change came first."""
+        try:
+            self._table.put_item(
+                Item=_item_of(state),
+                ConditionExpression=Attr("status").eq(KeyStatus.ISSUED.value)
+                & Attr("key_hash").is_in([previous_key_hash, state.key_hash]),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise _transient_or_same(error) from None
+        return True
 
     def states_with_status(self, app_id: str, status: KeyStatus) -> list[KeyState]:
         items = self._query_index(Key("status").eq(status.value), Attr("app_id").eq(app_id))
@@ -151,3 +162,11 @@ def _state_of(item: dict[str, Any]) -> KeyState:
 def _transient_or_same(error: ClientError) -> Exception:
     code = error.response["Error"]["Code"]
     return TransientError(f"DynamoDB: {code}") if code in _THROTTLING_CODES else error
+
+
+def _item_of(state: KeyState) -> dict[str, Any]:
+    item = state.model_dump(mode="json")
+    item["pk"] = partition_key(RecordRef(app_id=state.app_id, record_id=state.record_id))
+    item["models"] = list(state.models)
+    item["updated_at"] = Decimal(str(state.updated_at))
+    return item

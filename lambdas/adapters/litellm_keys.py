@@ -2,8 +2,8 @@
 
 Facts this relies on (LiteLLM 1.108): `key_alias` is unique and a duplicate answers 400 with
 param `key_alias`; an unknown `team_id` is accepted silently, so teams are checked here; `/key/update`
-replaces `metadata`; `/key/info` asked with a key as the bearer describes that key, and answers
-401 once it is deleted.
+replaces `metadata`; `/key/info?key=<sha256>` answers 404 for an unknown key and 200 with
+`status: deleted` for a deleted one.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from lambdas.domain.key_request import key_hash
 from lambdas.domain.ports import KeyChange, KeySpec, TransientError
 from lambdas.domain.redaction import redact
 from lambdas.domain.teams import TeamPolicy
@@ -158,16 +159,17 @@ class LiteLLMKeyGateway:
         )
 
     def _key_info(self, api_key: str) -> dict[str, Any] | None:
-        """The key's own view of itself; None if it does not work (missing or deleted).
+        """The key as LiteLLM stores it (blocked or not); None if it is missing or deleted.
 
-        Asked with the key as the bearer rather than `?key=`, so the key never sits in a URL that
-        a proxy or access log could keep.
+        Looked up by its SHA-256 (LiteLLM's token) with the master key: the key itself never sits
+        in a URL, and a key an admin blocked is still found rather than mistaken for a missing one.
         """
-        response = self._request("GET", "/key/info", headers={"Authorization": f"Bearer {api_key}"})
-        if response.status_code in (401, 404):
+        response = self._request("GET", "/key/info", params={"key": key_hash(api_key)})
+        if response.status_code == 404:
             return None
         self._raise_for_status(response)
-        return response.json().get("info") or {}
+        info = response.json().get("info") or {}
+        return None if info.get("status") == "deleted" else info
 
     @staticmethod
     def _is_duplicate_alias(response: httpx.Response) -> bool:

@@ -84,24 +84,50 @@ class SecretsManagerKeyStore:
             request["KmsKeyId"] = self._kms_key_id
         try:
             created = _call(client.create_secret, **request)
-            self._schedule_rotation(client, created["ARN"])
-            return StoredKey(
-                secret_id=created["ARN"], api_key=json.loads(request["SecretString"])["api_key"], created=True
-            )
         except ClientError as error:
             # The name is taken, by a live secret or (AWS: InvalidRequest; moto: ResourceExists) by one
             # scheduled for deletion.
             if error.response["Error"]["Code"] not in ("ResourceExistsException", "InvalidRequestException"):
                 raise
+        else:
+            return StoredKey(
+                secret_id=created["ARN"], api_key=json.loads(request["SecretString"])["api_key"], created=True
+            )
         try:
-            return self._existing(client, name)
+            stored = self._existing(client, name)
         except ClientError as error:
             if error.response["Error"]["Code"] != "InvalidRequestException":
                 raise
-        # A revoked record asked for a key again: restore the secret but never reuse its value.
-        _call(client.restore_secret, SecretId=name)
-        _call(client.put_secret_value, SecretId=name, SecretString=json.dumps({"api_key": new_api_key()}))
-        return self._existing(client, name, created=True)
+            # A revoked record asked for a key again.
+            _call(client.restore_secret, SecretId=name)
+            stored = self._existing(client, name)
+        if not stored.api_key:
+            # The value was voided at revoke: a revoked key's value is never used again, even when a
+            # crash came between restoring the secret and giving it a new value.
+            _call(client.put_secret_value, SecretId=name, SecretString=json.dumps({"api_key": new_api_key()}))
+            stored = self._existing(client, name, created=True)
+        return stored
+
+    def ensure_rotation(self, ref: RecordRef) -> None:
+        """Give the key's secret its rotation schedule, unless it has one (or no rotator is set).
+
+        A step of its own, after issuance: turning rotation on makes Secrets Manager test the
+        rotator at once, which needs the issued state, and a throttled call here must not cost the
+        schedule on the retry.
+        """
+        if not self._rotator_function_arn:
+            return  # locally: moto cannot run the rotator, rotations are started by the local runtime
+        client = self._client_for("")
+        secret_id = self.secret_name(ref)
+        if _call(client.describe_secret, SecretId=secret_id).get("RotationEnabled"):
+            return
+        _call(
+            client.rotate_secret,
+            SecretId=secret_id,
+            RotationLambdaARN=self._rotator_function_arn,
+            RotationRules={"AutomaticallyAfterDays": self._rotation_days},
+            RotateImmediately=False,
+        )
 
     def _existing(self, client: Any, name: str, *, created: bool = False) -> StoredKey:
         value = _call(client.get_secret_value, SecretId=name, VersionStage=CURRENT)
@@ -119,9 +145,16 @@ class SecretsManagerKeyStore:
             raise
         return json.loads(value["SecretString"])["api_key"]
 
-    def schedule_deletion(self, ref: RecordRef) -> None:
-        client = self._client_for("")
+    def schedule_deletion(self, ref: RecordRef, actor: str = "") -> None:
+        """Void the value, then schedule the secret's deletion (recovery window); `actor` is the
+        kintone user who revoked, named in CloudTrail when known."""
+        client = self._client_for(actor)
         try:
+            _call(
+                client.put_secret_value,
+                SecretId=self.secret_name(ref),
+                SecretString=json.dumps({"api_key": ""}),
+            )
             _call(
                 client.delete_secret,
                 SecretId=self.secret_name(ref),
@@ -134,17 +167,6 @@ class SecretsManagerKeyStore:
                 raise
 
     # -- rotation --------------------------------------------------------------------------------
-
-    def _schedule_rotation(self, client: Any, secret_id: str) -> None:
-        if not self._rotator_function_arn:
-            return  # locally: moto cannot run the rotator, rotations are started by the local runtime
-        _call(
-            client.rotate_secret,
-            SecretId=secret_id,
-            RotationLambdaARN=self._rotator_function_arn,
-            RotationRules={"AutomaticallyAfterDays": self._rotation_days},
-            RotateImmediately=False,
-        )
 
     def request_rotation(self, ref: RecordRef) -> None:
         """Secrets Manager then invokes the rotator for the four steps."""

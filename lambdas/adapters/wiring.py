@@ -25,7 +25,8 @@ from lambdas.domain.rotation import KeyRotator, RotationConfig
 from lambdas.domain.settings import load_settings
 
 SECRET_CACHE_SECONDS = 300
-_SOURCE_IDENTITY_FORBIDDEN = re.compile(r"[^\w+=,.@-]")
+# SourceIdentity and session names allow ASCII letters, digits and these marks only.
+_SOURCE_IDENTITY_FORBIDDEN = re.compile(r"[^\w+=,.@-]", re.ASCII)
 
 
 def secret_value(secret_id: str) -> str:

@@ -63,6 +63,10 @@ _TEMPLATES: dict[str, dict[Language, str]] = {
         "ja": "キーを無効化しました。",
         "en": "Your key has been revoked.",
     },
+    "request_pending": {
+        "ja": "依頼を処理できませんでした（{attempts} 回試しました: {reason}）。自動で再試行します。",
+        "en": "The request did not complete after {attempts} attempts ({reason}). It will be retried.",
+    },
     "gave_up": {
         "ja": "キーを発行できませんでした（{attempts} 回試しました: {reason}）。管理者に通知されています。",
         "en": "Could not issue the key after {attempts} attempts ({reason}). The platform team is alerted.",

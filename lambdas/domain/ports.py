@@ -131,7 +131,13 @@ class KeyGateway(Protocol):
 class KeyStore(Protocol):
     def get_or_create(self, ref: RecordRef, labels: SecretLabels) -> StoredKey: ...
 
-    def schedule_deletion(self, ref: RecordRef) -> None: ...
+    def schedule_deletion(self, ref: RecordRef, actor: str = "") -> None:
+        """Void the stored value and schedule the secret's deletion; `actor` revoked it."""
+        ...
+
+    def ensure_rotation(self, ref: RecordRef) -> None:
+        """Give the key's secret its rotation schedule if it has none."""
+        ...
 
 
 class RotationRequester(Protocol):
@@ -192,6 +198,10 @@ class StateStore(Protocol):
     def get(self, ref: RecordRef) -> KeyState | None: ...
 
     def put(self, state: KeyState) -> None: ...
+
+    def switch_key(self, state: KeyState, previous_key_hash: str) -> bool:
+        """Store `state` only if the stored one is still ISSUED with the previous (or this) key."""
+        ...
 
     def schedule_retirement(self, retirement: Retirement) -> None:
         """One per record: a later rotation's retirement replaces an earlier one."""

@@ -12,6 +12,7 @@ retiring alias through its grace period. A revoke deletes all three, so no key o
 
 from __future__ import annotations
 
+import contextlib
 import time
 import unicodedata
 from collections.abc import Callable
@@ -134,8 +135,25 @@ class KeyProvisioner:
         request = key_request_from_record(ref.app_id, raw, self._config.field_codes)
         if request.status == RecordStatus.ISSUED:
             return  # the record holds a key already; the fault hit a later change
-        text = messages.render("gave_up", self._config.language, attempts=attempts, reason=reason)
+        language = self._config.language
+        if request.status in (
+            RecordStatus.REVOKE_REQUESTED,
+            RecordStatus.REVOKED,
+            RecordStatus.ROTATE_REQUESTED,
+        ):
+            # The request stays open (status unchanged), so the reconciler takes it up again.
+            text = messages.render("request_pending", language, attempts=attempts, reason=reason)
+            self._write_if_changed(request, status=RecordStatus(request.status), message=text)
+            return
+        text = messages.render("gave_up", language, attempts=attempts, reason=reason)
         self._write_if_changed(request, status=RecordStatus.FAILED, message=text)
+        # No half-issued key may outlive the failure: what got created goes (best effort, as the
+        # fault may persist; a later save creates everything anew).
+        alias = self.key_alias(ref)
+        with contextlib.suppress(Exception):
+            self._gateway.delete_keys([alias, pending_alias(alias)])
+        with contextlib.suppress(Exception):
+            self._key_store.schedule_deletion(ref)
 
     # -- decisions -------------------------------------------------------------------------------
 
@@ -278,6 +296,7 @@ class KeyProvisioner:
                 updated_at=self._clock(),
             )
         )
+        self._key_store.ensure_rotation(ref)
         notified = True
         if outcome == Outcome.ISSUED and revision != request.revision:
             notified = self._notify(ref, "comment_issued", requested_by)
@@ -327,7 +346,7 @@ class KeyProvisioner:
         # The secret goes first, even without state (a crash may have come between creating it and
         # recording the state): a rotation checks it after creating its new key, so whichever of the
         # two runs second deletes that key. Then every alias of the record, so no key keeps working.
-        self._key_store.schedule_deletion(ref)
+        self._key_store.schedule_deletion(ref, request.modified_by if request else "")
         alias = self.key_alias(ref)
         self._gateway.delete_keys([alias, pending_alias(alias), retiring_alias(alias)])
         text = messages.render("revoked", self._config.language)

@@ -78,6 +78,10 @@ class KeyRotator:
         versions = self._secrets.versions(secret_id)
         if step != RotationStep.FINISH and CURRENT in versions.stages_by_version.get(token, ()):
             return  # this rotation was switched in already; Secrets Manager repeats a step now and then
+        if step == RotationStep.TEST and token not in versions.stages_by_version:
+            # Turning rotation on (RotateImmediately=False) makes Secrets Manager run testSecret with a
+            # token no version has: a test of the configuration, which reaching here has passed.
+            return
         try:
             if step == RotationStep.CREATE:
                 self._secrets.create_pending(secret_id, token)
@@ -131,6 +135,7 @@ class KeyRotator:
             current_version = versions.version_with(CURRENT)
             if current_version is None:
                 raise RotationRefusedError("the secret has no current version")
+            self._refuse_if_revoked(ref, secret_id, alias)
             if self._gateway.alias_of(new_key) != alias:
                 old_key = self._secrets.value_of(secret_id, current_version)
                 if old_key is not None and self._gateway.alias_of(old_key) == alias:
@@ -139,6 +144,8 @@ class KeyRotator:
                     self._gateway.rename_key(old_key, retiring_alias(alias))
                 self._gateway.rename_key(new_key, alias)
             self._secrets.promote(secret_id, token, current_version)
+            # A revoke that came during the switch found the old aliases; it cannot miss this check.
+            self._refuse_if_revoked(ref, secret_id, alias)
         # The follow-ups repeat harmlessly: each writes what is already there, or nothing.
         now = self._clock()
         self._state_store.schedule_retirement(
@@ -147,16 +154,16 @@ class KeyRotator:
         grace = messages.duration(self._config.grace_seconds, self._config.language)
         text = messages.render("rotated", self._config.language, grace=grace)
         revision, wrote = self._write_back(ref, RecordStatus.ISSUED, text, api_key=new_key)
-        self._state_store.put(
-            state.model_copy(
-                update={
-                    "key_hash": key_hash(new_key),
-                    "record_revision": revision or state.record_revision,
-                    "message": text,
-                    "updated_at": now,
-                }
-            )
+        switched_state = state.model_copy(
+            update={
+                "key_hash": key_hash(new_key),
+                "record_revision": revision or state.record_revision,
+                "message": text,
+                "updated_at": now,
+            }
         )
+        if not self._state_store.switch_key(switched_state, previous_key_hash=state.key_hash):
+            raise RotationRefusedError("the key was revoked or changed during the rotation")
         if wrote:
             comment = messages.render("comment_rotated", self._config.language, grace=grace)
             # Best effort, whatever the failure: the record already shows the new key.
@@ -164,6 +171,19 @@ class KeyRotator:
                 self._records.add_comment(ref, comment, state.requested_by)
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _refuse_if_revoked(self, ref: RecordRef, secret_id: str, alias: str) -> None:
+        """Stop the switch when the record was deleted or asked to be revoked: every key goes."""
+        raw = self._records.get_record(ref)
+        status = (
+            key_request_from_record(ref.app_id, raw, self._config.field_codes).status
+            if raw is not None
+            else ""
+        )
+        revoked = raw is None or status in (RecordStatus.REVOKE_REQUESTED, RecordStatus.REVOKED)
+        if revoked or self._secrets.versions(secret_id).scheduled_for_deletion:
+            self._gateway.delete_keys([alias, pending_alias(alias), retiring_alias(alias)])
+            raise RotationRefusedError("the key was revoked during the rotation")
 
     def _issued_state(self, ref: RecordRef) -> KeyState:
         state = self._state_store.get(ref)
@@ -190,6 +210,8 @@ class KeyRotator:
             if raw is None:
                 return None, False  # deleted meanwhile: the worker or the reconciler revokes the key
             request = key_request_from_record(ref.app_id, raw, codes)
+            if request.status not in (RecordStatus.ISSUED, RecordStatus.ROTATE_REQUESTED):
+                return request.revision, False  # revoked or failed meanwhile: the worker decides
             values = system_field_changes(request, codes, status, text, api_key)
             if values is None:
                 return request.revision, False

@@ -21,9 +21,14 @@ from lambdas.domain.webhook_events import WorkItem
 
 # Must match the DLQ's maxReceiveCount, so the last attempt knows it is the last.
 MAX_RECEIVE_COUNT = 5
+# Time one record may need in the worst case: a few calls, each up to HTTP_TIMEOUT_SECONDS.
+TIME_RESERVE_MS = 15_000
 
 # A FIFO batch holds several message groups (records); one record's failure must not hold back others.
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+# A batch whose records all failed is reported like any partial failure rather than raised: SQS
+# retries the same messages either way, and an expected retry is not a function error.
+processor.raise_on_entire_batch_failure = False
 
 _OUTCOME_METRICS = {
     Outcome.ISSUED: "KeysIssued",
@@ -37,10 +42,11 @@ _OUTCOME_METRICS = {
 
 
 @tracer.capture_method(capture_response=False)
-def converge_record(record: SQSRecord) -> None:
+def converge_record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     item = WorkItem.model_validate_json(record.body)
     receive_count = int(record.attributes.approximate_receive_count or 1)
     try:
+        _ensure_time_left(lambda_context)
         result = provisioner().converge(item)
     except Exception as error:  # any failure: SQS redelivers it; the last attempt tells the record why
         metrics.add_metric(name="ProcessingErrors", unit=MetricUnit.Count, value=1)
@@ -69,6 +75,13 @@ def converge_record(record: SQSRecord) -> None:
             "receive_count": receive_count,
         },
     )
+
+
+def _ensure_time_left(lambda_context: LambdaContext | None) -> None:
+    """Starting a record too near the timeout would fail the whole batch unreported; SQS hands the
+    record over again soon instead."""
+    if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < TIME_RESERVE_MS:
+        raise TimeoutError("too little time left in this invocation")
 
 
 def _tell_the_record(item: WorkItem, reason: str) -> None:

@@ -204,6 +204,8 @@ class FakeKeyStore:
         self.current_version: dict[str, str] = {}
         self.pending: dict[str, tuple[str, str]] = {}  # name → (version id, value)
         self.scheduled_for_deletion: set[str] = set()
+        self.rotation_scheduled: set[str] = set()
+        self.deleted_by: dict[str, str] = {}
         self.labels: dict[str, SecretLabels] = {}
         self.rotation_requests: list[RecordRef] = []
         self._crashes = crashes
@@ -222,7 +224,11 @@ class FakeKeyStore:
         self._crashes.hit("after_secret")
         return StoredKey(secret_id=name, api_key=self.secrets[name], created=created)
 
-    def schedule_deletion(self, ref: RecordRef) -> None:
+    def ensure_rotation(self, ref: RecordRef) -> None:
+        self.rotation_scheduled.add(f"keys/app-{ref.app_id}/record-{ref.record_id}")
+
+    def schedule_deletion(self, ref: RecordRef, actor: str = "") -> None:
+        self.deleted_by[f"keys/app-{ref.app_id}/record-{ref.record_id}"] = actor
         name = f"keys/app-{ref.app_id}/record-{ref.record_id}"
         if name in self.secrets:
             self.scheduled_for_deletion.add(name)
@@ -276,6 +282,15 @@ class FakeStateStore:
 
     def put(self, state: KeyState) -> None:
         self.states[(state.app_id, state.record_id)] = state
+
+    def switch_key(self, state: KeyState, previous_key_hash: str) -> bool:
+        stored = self.get(RecordRef(app_id=state.app_id, record_id=state.record_id))
+        if stored is None or stored.status != KeyStatus.ISSUED:
+            return False
+        if stored.key_hash not in (previous_key_hash, state.key_hash):
+            return False
+        self.put(state)
+        return True
 
     def states_with_status(self, app_id: str, status: KeyStatus) -> list[KeyState]:
         return [state for state in self.states.values() if state.app_id == app_id and state.status == status]

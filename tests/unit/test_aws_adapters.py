@@ -6,6 +6,7 @@ import json
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from lambdas.adapters.dynamodb_state_store import DynamoDBStateStore
@@ -65,6 +66,39 @@ def test_a_revoked_record_asking_again_gets_a_new_value(store: SecretsManagerKey
     assert renewed.api_key != old.api_key
     value = boto3.client("secretsmanager").get_secret_value(SecretId="keys/test/app-1/record-42")
     assert json.loads(value["SecretString"])["api_key"] == renewed.api_key
+
+
+def test_a_revoked_value_never_returns_even_after_a_crash_mid_restore(store: SecretsManagerKeyStore) -> None:
+    old = store.get_or_create(REF, LABELS)
+    store.schedule_deletion(REF, actor="hanako")
+    # A crash after restoring the secret and before giving it a new value:
+    boto3.client("secretsmanager").restore_secret(SecretId="keys/test/app-1/record-42")
+    renewed = store.get_or_create(REF, LABELS)
+    assert renewed.created
+    assert renewed.api_key not in (old.api_key, "")
+
+
+def test_rotation_is_turned_on_once_after_issuance() -> None:
+    rotator = "arn:aws:lambda:ap-northeast-1:123456789012:function:rotator"
+    client = boto3.client("secretsmanager", region_name="ap-northeast-1")
+    store = SecretsManagerKeyStore(lambda _user: client, "keys/test/", "", 7, rotator, rotation_days=30)
+    name = "keys/test/app-1/record-42"
+    with Stubber(client) as stub:
+        stub.add_response("describe_secret", {"Name": name, "RotationEnabled": False}, {"SecretId": name})
+        stub.add_response(
+            "rotate_secret",
+            {"Name": name},
+            {
+                "SecretId": name,
+                "RotationLambdaARN": rotator,
+                "RotationRules": {"AutomaticallyAfterDays": 30},
+                "RotateImmediately": False,
+            },
+        )
+        stub.add_response("describe_secret", {"Name": name, "RotationEnabled": True}, {"SecretId": name})
+        store.ensure_rotation(REF)
+        store.ensure_rotation(REF)  # already on: no second RotateSecret
+        stub.assert_no_pending_responses()
 
 
 def test_state_round_trips(aws) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from lambdas.adapters.kintone_records import KintoneError, KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMError, LiteLLMKeyGateway
+from lambdas.domain.key_request import key_hash
 from lambdas.domain.ports import KeyChange, KeySpec, RecordRef, RevisionConflictError, TransientError
 from lambdas.domain.teams import TeamPolicy
 
@@ -128,26 +129,38 @@ def test_create_key_removes_an_orphan_holding_the_alias() -> None:
     assert json.loads(requests[1].content) == {"key_aliases": ["kintone-1-5"]}
 
 
-def test_upsert_asks_with_the_key_as_bearer_and_updates_what_differs() -> None:
+def test_upsert_looks_the_key_up_by_hash_and_updates_what_differs() -> None:
     info = {"key_alias": "kintone-1-5", "team_id": "research", "models": ["fake-gpt"], "metadata": {"k": "v"}}
     gateway, requests = litellm(
         httpx.Response(200, json={"info": info}), httpx.Response(200, json={}), httpx.Response(200, json={})
     )
     assert gateway.upsert_key(SPEC) == [KeyChange.TEAM]
-    assert requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
+    assert requests[0].url.params["key"] == key_hash(API_KEY)  # LiteLLM's token; never the key
     assert API_KEY not in str(requests[0].url)
     # A team move clears the models first: LiteLLM refuses a move while they differ from the team's.
     assert json.loads(requests[1].content) == {"key": API_KEY, "models": []}
     assert json.loads(requests[2].content)["metadata"] == {"k": "v"}  # always the whole dict
 
 
-def test_upsert_creates_a_key_that_does_not_work() -> None:
-    gateway, requests = litellm(
-        litellm_error(401, "token_not_found_in_db", "key", "Authentication Error"),
-        httpx.Response(200, json={"key": API_KEY}),
-    )
+@pytest.mark.parametrize(
+    "answer",
+    [
+        litellm_error(404, "not_found_error", "key", "Key not found in database"),
+        httpx.Response(200, json={"info": {"key_alias": "kintone-1-5", "status": "deleted"}}),
+    ],
+    ids=["missing", "deleted"],
+)
+def test_upsert_creates_a_key_that_is_missing_or_deleted(answer: httpx.Response) -> None:
+    gateway, requests = litellm(answer, httpx.Response(200, json={"key": API_KEY}))
     assert gateway.upsert_key(SPEC) == [KeyChange.CREATED]
     assert requests[1].url.path == "/key/generate"
+
+
+def test_upsert_leaves_a_key_an_admin_blocked_blocked() -> None:
+    info = {"key_alias": "kintone-1-5", "team_id": "platform", "models": ["fake-gpt"], "metadata": {"k": "v"}}
+    gateway, requests = litellm(httpx.Response(200, json={"info": {**info, "blocked": True}}))
+    assert gateway.upsert_key(SPEC) == []
+    assert len(requests) == 1  # no delete, no generate: the block stands
 
 
 def test_upsert_never_adopts_a_key_under_another_alias() -> None:

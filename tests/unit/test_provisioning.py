@@ -247,3 +247,45 @@ def test_giving_up_tells_the_record_why(world: World) -> None:
     world.provisioner.report_gave_up(item, 5, "LiteLLM answered 503")
     assert world.records.value(ref, "status") == "Failed"
     assert "after 5 attempts (LiteLLM answered 503)" in world.records.value(ref, "message")
+
+
+@pytest.mark.parametrize("status", ["Revoke", "Rotate"])
+def test_giving_up_on_a_revoke_or_rotation_keeps_the_request_open(world: World, status: str) -> None:
+    ref = world.records.add(APP, kintone_record("1"))
+    world.converge(ref)
+    world.records.edit(ref, status=status)
+    item = WorkItem(app_id=APP, record_id="1", trigger="UPDATE_RECORD", received_at=0.0)
+
+    world.provisioner.report_gave_up(item, 5, "LiteLLM answered 503")
+
+    assert world.records.value(ref, "status") == status  # still asked for: the reconciler retries
+    assert "will be retried" in world.records.value(ref, "message")
+
+
+def test_giving_up_on_an_issue_leaves_no_half_made_key(world: World) -> None:
+    ref = world.records.add(APP, kintone_record("1"))
+    world.crashes.arm("before_write_back")
+    with pytest.raises(InjectedCrashError):
+        world.converge(ref)  # the secret and the key exist, the record does not show them
+    item = WorkItem(app_id=APP, record_id="1", trigger="ADD_RECORD", received_at=0.0)
+
+    world.provisioner.report_gave_up(item, 5, "kintone answered 403")
+
+    assert world.records.value(ref, "status") == "Failed"
+    assert world.gateway.keys == {}
+    assert world.key_store.scheduled_for_deletion == {"keys/app-7/record-1"}
+
+
+def test_a_revoke_names_who_asked_for_it(world: World) -> None:
+    ref = world.records.add(APP, kintone_record("1"))
+    world.converge(ref)
+    world.records.records[(APP, "1")]["更新者"]["value"] = {"code": "hanako", "name": "Hanako"}
+    world.records.edit(ref, status="Revoke")
+    world.converge(ref)
+    assert world.key_store.deleted_by == {"keys/app-7/record-1": "hanako"}
+
+
+def test_an_issued_key_gets_its_rotation_schedule(world: World) -> None:
+    ref = world.records.add(APP, kintone_record("1"))
+    world.converge(ref)
+    assert world.key_store.rotation_scheduled == {"keys/app-7/record-1"}

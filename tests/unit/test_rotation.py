@@ -319,3 +319,46 @@ def test_an_issue_retry_after_a_revoke_request_keeps_the_record_revoked(world: W
     assert world.gateway.keys == {}
     assert world.records.value(ref, "status") == "Revoked"
     assert world.records.value(ref, "api_key") == ""
+
+
+# -- review: revokes racing the switch -------------------------------------------------------------
+
+
+def test_a_revoke_asked_for_before_the_switch_wins(world: World) -> None:
+    ref = world.issued()
+    world.rotate(ref, STEPS[:3])
+    world.records.edit(ref, status="Revoke")  # the worker has not run yet
+
+    with pytest.raises(RotationRefusedError, match="revoked"):
+        world.rotate(ref, STEPS[3:])
+
+    assert world.gateway.keys == {}  # neither the old nor the new key works
+    assert world.records.value(ref, "status") == "Revoke"
+    assert world.converge(ref).outcome == Outcome.REVOKED
+    assert world.state_store.get(ref).status == KeyStatus.REVOKED
+
+
+def test_a_revoke_landing_during_the_switch_leaves_no_stuck_state(world: World) -> None:
+    ref = world.issued()
+    world.rotate(ref, STEPS[:3])
+    secret_id = "keys/app-7/record-1"
+    original_promote = world.key_store.promote
+
+    def promote_then_revoke(*args, **kwargs):
+        original_promote(*args, **kwargs)
+        world.records.edit(ref, status="Revoke")
+        world.converge(ref)  # the worker revokes while the rotator is between its steps
+
+    world.key_store.promote = promote_then_revoke
+    with pytest.raises(RotationRefusedError):
+        world.rotator.run(secret_id, "request-token-1", RotationStep.FINISH)
+
+    assert world.gateway.keys == {}
+    assert world.records.value(ref, "status") == "Revoked"
+    assert world.state_store.get(ref).status == KeyStatus.REVOKED
+
+
+def test_turning_rotation_on_passes_the_configuration_test(world: World) -> None:
+    ref = world.issued()
+    world.rotator.run(f"keys/app-{ref.app_id}/record-{ref.record_id}", "config-test-token", RotationStep.TEST)
+    assert world.records.value(ref, "status") == "Issued"
