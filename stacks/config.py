@@ -112,7 +112,8 @@ class GatewaySettings(_Settings):
     """The LiteLLM gateway: created here, or an existing deployment reached by URL."""
 
     create: bool = True
-    existing_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$")
+    # The provisioning functions send LiteLLM's master key to this URL: HTTPS only.
+    existing_url: str | None = None
     # Pinned by release tag; moving tags (latest, main-stable) would change the gateway under us.
     image: str = "ghcr.io/berriai/litellm:v1.108.7"
     cpu_architecture: Architecture = "x86_64"
@@ -124,7 +125,8 @@ class GatewaySettings(_Settings):
     database_min_acu: float = Field(default=0.5, ge=0.5, le=256)
     database_max_acu: float = Field(default=2, ge=1, le=256)
     database_readers: int = Field(default=0, ge=0, le=3)
-    # HTTPS on the internal ALB: an ACM certificate for domain_name, which the office DNS points at the ALB.
+    # HTTPS on the internal ALB (required with create): an ACM certificate for domain_name, which the
+    # office DNS points at the ALB. There is no plain-HTTP listener: the master key travels over it.
     certificate_arn: str | None = Field(
         default=None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/"
     )
@@ -143,6 +145,20 @@ class GatewaySettings(_Settings):
             raise ValueError(f"LiteLLM {version[1]} is {BLOCKED_LITELLM_VERSIONS[version[1]]}; pin another")
         return image
 
+    @field_validator("existing_url")
+    @classmethod
+    def _https_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        if not url.startswith("https://"):
+            raise ValueError(
+                f"{url!r} must start with https://: the provisioning functions send LiteLLM's master key "
+                "to it, which must never travel in plain HTTP"
+            )
+        if not re.fullmatch(r"https://[^\s/:]+(:[0-9]+)?/?", url):
+            raise ValueError(f"{url!r} is not https://HOST[:PORT] (no path)")
+        return url
+
     @model_validator(mode="after")
     def _consistent(self) -> GatewaySettings:
         if self.create and self.existing_url:
@@ -151,6 +167,13 @@ class GatewaySettings(_Settings):
             raise ValueError("existing_url is required when create is false")
         if (self.certificate_arn is None) != (self.domain_name is None):
             raise ValueError("certificate_arn and domain_name go together")
+        if self.create and self.certificate_arn is None:
+            raise ValueError(
+                "a created gateway needs certificate_arn and domain_name: it serves HTTPS only, because "
+                "the provisioning functions send LiteLLM's master key to it"
+            )
+        if not self.create and self.certificate_arn is not None:
+            raise ValueError("certificate_arn and domain_name apply only when create is true")
         if self.min_tasks > self.max_tasks:
             raise ValueError("min_tasks must not exceed max_tasks")
         if self.database_min_acu > self.database_max_acu:
@@ -177,7 +200,8 @@ class EnvironmentSettings(_Settings):
     account: str = Field(pattern=r"^\d{12}$")
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
     network: NetworkSettings = NetworkSettings()
-    gateway: GatewaySettings = GatewaySettings()
+    # Required: a created gateway needs its certificate and name, an existing one its URL.
+    gateway: GatewaySettings
     kintone: KintoneSettings
     team_catalog: TeamCatalog
     alarm_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -191,6 +215,16 @@ class EnvironmentSettings(_Settings):
     key_alias_prefix: str = Field(default="kintone", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
     secret_recovery_window_days: int = Field(default=7, ge=7, le=30)
     reconcile_every_minutes: int = Field(default=5, ge=1, le=60)
+    # Defaults and bounds as in lambdas/domain/settings.py (tests/infra checks they stay equal).
+    # Rotator: how long the replaced key keeps working after a rotation.
+    rotation_grace_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    # Reconciler: how far before its last run it looks again (kintone times are to the minute), how
+    # often it lists every record (0: every run), and when it refuses to revoke at once: more than
+    # mass_revoke_floor keys and more than max_revoke_share of the issued keys.
+    reconcile_lookback_seconds: int = Field(default=120, ge=60, le=86_400)
+    reconcile_full_sweep_seconds: int = Field(default=900, ge=0, le=86_400)
+    max_revoke_share: float = Field(default=0.2, gt=0, le=1)
+    mass_revoke_floor: int = Field(default=5, ge=0)
     worker_max_concurrency: int = Field(default=5, ge=2, le=100)
     http_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     api: ApiSettings = ApiSettings()
@@ -215,6 +249,18 @@ class EnvironmentSettings(_Settings):
                 f"team_catalog and kintone.field_codes take {size} bytes of the functions' environment; "
                 f"keep them under {LAMBDA_ENVIRONMENT_BUDGET_BYTES}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _certificate_of_this_environment(self) -> EnvironmentSettings:
+        arn = self.gateway.certificate_arn
+        if arn is not None:
+            _, _, _, region, account, _ = arn.split(":", 5)
+            if (region, account) != (self.region, self.account):
+                raise ValueError(
+                    f"gateway.certificate_arn is in {region}/{account}; the ALB can use only a "
+                    f"certificate of its own region and account ({self.region}/{self.account})"
+                )
         return self
 
     @model_validator(mode="after")

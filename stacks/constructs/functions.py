@@ -1,14 +1,18 @@
 """The provisioning functions, their roles and their permissions.
 
-Every function has its own role with only the statements written here (no AWS managed policy):
+Every function has its own role with only the statements written here (no AWS managed policy), and
+each grant is an API call its code makes (lambdas/adapters):
 - webhook: read the webhook token secret, send to the queue.
-- worker: consume the queue, read the kintone and LiteLLM secrets, read and write the state table,
-  manage key secrets under the key prefix, assume the audit role.
-- reconciler: read the kintone and LiteLLM secrets, read and write the state table, send to the queue.
-- rotator: read the kintone and LiteLLM secrets, read and write the state table, manage key secrets
-  under the key prefix, assume the audit role; invoked by Secrets Manager only.
-The audit role holds the key-secret permissions too; the worker and rotator assume it with the kintone
-user as SourceIdentity, so CloudTrail names who asked for each key.
+- worker: consume the queue; read the kintone and LiteLLM secrets; get and put its record's state;
+  create, read, restore, void and delete key secrets under the key prefix, turn on and request their
+  rotation (and so invoke the rotator, as AWS requires of RotateSecret's caller); assume the audit role.
+- reconciler: read the kintone and LiteLLM secrets; get and put its cursor and read states, query
+  the status index, delete due retirements; send to the queue. No key secret at all.
+- rotator: read the kintone and LiteLLM secrets; get and put the record's state; the four rotation
+  steps' calls on key secrets (describe, read, put the pending value, move the stages) under the key
+  prefix. Invoked by Secrets Manager only; it acts under its own role, never the audit role.
+The audit role may create, restore, void and delete key secrets (what a kintone user asks for); only
+the worker assumes it, with the kintone user as SourceIdentity, so CloudTrail names who asked.
 """
 
 from __future__ import annotations
@@ -39,23 +43,57 @@ WORKER_TIMEOUT = Duration.seconds(60)
 WORKER_BATCH_SIZE = 10
 SERVICE_NAME = "kintone-llm-keys"
 
-KEY_SECRET_ACTIONS = (
+# Key secret calls per caller, from lambdas/adapters/secrets_key_store.py. What a kintone user
+# asks for runs in the audit role's session for that user: creating the key's secret (create with
+# tags, read it back; for a revoked record restore it and put a fresh value) and, on revoke, voiding
+# its value and scheduling its deletion.
+AUDIT_KEY_SECRET_ACTIONS = (
     "secretsmanager:CreateSecret",
+    "secretsmanager:TagResource",  # CreateSecret with Tags needs it
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:RestoreSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:DeleteSecret",
+)
+# The worker does the same under its own role when the user is unknown, reads the current key, and
+# turns on (ensure_rotation: describe, then rotate) and requests (rotate) rotations.
+WORKER_KEY_SECRET_ACTIONS = (
+    *AUDIT_KEY_SECRET_ACTIONS,
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:RotateSecret",
+)
+# The rotation steps: versions (describe), value_of (get), create_pending (put), promote (stages).
+ROTATOR_KEY_SECRET_ACTIONS = (
+    "secretsmanager:DescribeSecret",
     "secretsmanager:GetSecretValue",
     "secretsmanager:PutSecretValue",
     "secretsmanager:UpdateSecretVersionStage",
-    "secretsmanager:DescribeSecret",
-    "secretsmanager:TagResource",
-    "secretsmanager:DeleteSecret",
-    "secretsmanager:RestoreSecret",
-    "secretsmanager:RotateSecret",
 )
-_TABLE_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
-_TABLE_WRITE_ACTIONS = (
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:ConditionCheckItem",
+KEY_SECRET_ACTIONS = tuple(
+    dict.fromkeys((*WORKER_KEY_SECRET_ACTIONS, *AUDIT_KEY_SECRET_ACTIONS, *ROTATOR_KEY_SECRET_ACTIONS))
+)
+
+
+@dataclass(frozen=True)
+class TableAccess:
+    """State table calls of one function (lambdas/adapters/dynamodb_state_store.py)."""
+
+    table: tuple[str, ...]
+    status_index: tuple[str, ...] = ()
+
+    @property
+    def writes(self) -> bool:
+        return bool({"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"} & set(self.table))
+
+
+# get / put of the record's state.
+WORKER_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem"))
+# get / put of the state, and schedule_retirement (a put).
+ROTATOR_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem"))
+# get / get_cursor, put_cursor, clear_retirement (a conditional delete); states_with_status and
+# due_retirements query the status index.
+RECONCILER_TABLE = TableAccess(
+    table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"), status_index=("dynamodb:Query",)
 )
 # What Lambda needs to attach a function to the VPC. EC2 offers no resource-level scoping for
 # the Describe calls, and Lambda checks these on the role before it creates the function.
@@ -166,12 +204,18 @@ class ProvisioningFunctions(Construct):
         }
 
         self.audit_role = self._audit_role()
-        for function in (self.worker, self.rotator):
-            function.add_environment("AUDIT_ROLE_ARN", self.audit_role.role_arn)
+        self.worker.add_environment("AUDIT_ROLE_ARN", self.audit_role.role_arn)
         # The worker turns on rotation for each key secret it creates.
         self.worker.add_environment("ROTATOR_FUNCTION_ARN", self.rotator.function_arn)
-        for function in (self.worker, self.rotator):
-            function.add_environment("ROTATION_DAYS", str(settings.key_rotation_days))
+        self.worker.add_environment("ROTATION_DAYS", str(settings.key_rotation_days))
+        self.rotator.add_environment("ROTATION_GRACE_SECONDS", str(settings.rotation_grace_seconds))
+        for variable, value in (
+            ("RECONCILE_LOOKBACK_SECONDS", settings.reconcile_lookback_seconds),
+            ("RECONCILE_FULL_SWEEP_SECONDS", settings.reconcile_full_sweep_seconds),
+            ("MAX_REVOKE_SHARE", settings.max_revoke_share),
+            ("MASS_REVOKE_FLOOR", settings.mass_revoke_floor),
+        ):
+            self.reconciler.add_environment(variable, str(value))
 
         # webhook
         self._allow_secret_read(self.webhook, secrets.webhook_token)
@@ -189,20 +233,19 @@ class ProvisioningFunctions(Construct):
         for function in (self.worker, self.reconciler, self.rotator):
             self._allow_secret_read(function, secrets.kintone_api_token)
             self._allow_secret_read(function, secrets.litellm_master_key)
-        self._allow_table(self.worker, state, write=True)
-        self._allow_table(self.rotator, state, write=True)
+        self._allow_table(self.worker, state, WORKER_TABLE)
+        self._allow_table(self.rotator, state, ROTATOR_TABLE)
         # The reconciler keeps its sweep cursor in the table and clears retired keys' entries.
-        self._allow_table(self.reconciler, state, write=True)
+        self._allow_table(self.reconciler, state, RECONCILER_TABLE)
         self._allow_send(self.reconciler, queue)
-        self._allow_key_secrets(self.worker.role, may_enable_rotation=True)
-        self._allow_key_secrets(self.audit_role, may_enable_rotation=True)
-        self._allow_key_secrets(self.rotator.role, may_enable_rotation=False)
-        for function in (self.worker, self.rotator):
-            function.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=["sts:AssumeRole", "sts:SetSourceIdentity"], resources=[self.audit_role.role_arn]
-                )
+        self._allow_key_secrets(self.worker.role, WORKER_KEY_SECRET_ACTIONS)
+        self._allow_key_secrets(self.audit_role, AUDIT_KEY_SECRET_ACTIONS)
+        self._allow_key_secrets(self.rotator.role, ROTATOR_KEY_SECRET_ACTIONS)
+        self.worker.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sts:AssumeRole", "sts:SetSourceIdentity"], resources=[self.audit_role.role_arn]
             )
+        )
 
         # reconciler: a sweep on a schedule catches webhooks kintone dropped or never sent.
         events.Rule(
@@ -283,31 +326,35 @@ class ProvisioningFunctions(Construct):
 
     def _audit_role(self) -> iam.Role:
         # Every session must carry the kintone user as SourceIdentity, so CloudTrail shows who asked.
+        # Only the worker acts for a kintone user; the rotator acts for Secrets Manager's schedule.
         requires_source_identity = {"Null": {"sts:SourceIdentity": "false"}}
-        callers = [iam.ArnPrincipal(self.worker.role.role_arn), iam.ArnPrincipal(self.rotator.role.role_arn)]
+        worker = iam.ArnPrincipal(self.worker.role.role_arn)
         role = iam.Role(
             self,
             "AuditRole",
             description=f"{self._settings.resource_prefix}: key secret changes on behalf of a kintone user",
-            assumed_by=iam.CompositePrincipal(
-                *(caller.with_conditions(requires_source_identity) for caller in callers)
-            ),
+            assumed_by=worker.with_conditions(requires_source_identity),
             max_session_duration=Duration.hours(1),
         )
         role.assume_role_policy.add_statements(
             iam.PolicyStatement(
-                actions=["sts:SetSourceIdentity"], principals=callers, conditions=requires_source_identity
+                actions=["sts:SetSourceIdentity"], principals=[worker], conditions=requires_source_identity
             )
         )
         return role
 
-    def _allow_key_secrets(self, principal: iam.IPrincipal, *, may_enable_rotation: bool) -> None:
+    def _allow_key_secrets(self, principal: iam.IPrincipal, actions: tuple[str, ...]) -> None:
+        # Every caller writes key secrets (create or put), for which Secrets Manager needs both.
         statements = [
-            iam.PolicyStatement(actions=list(KEY_SECRET_ACTIONS), resources=[self._key_secrets_arn]),
+            iam.PolicyStatement(actions=list(actions), resources=[self._key_secrets_arn]),
             self._key_use(self._secrets_key, ["kms:Decrypt", "kms:GenerateDataKey"], "secretsmanager"),
         ]
-        if may_enable_rotation:
-            # Turning on rotation (RotateSecret naming a function) needs the right to invoke that function.
+        if "secretsmanager:RotateSecret" in actions:
+            # AWS lists lambda:InvokeFunction on the rotation function among the permissions the caller
+            # of RotateSecret must hold, besides secretsmanager:RotateSecret itself (Secrets Manager API
+            # reference, RotateSecret, "Required permissions"); without it, turning on and requesting
+            # rotation fail. Only the worker calls RotateSecret, so only it gets this; the function's
+            # resource policy admits no other service than Secrets Manager.
             statements.append(
                 iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.rotator.function_arn])
             )
@@ -337,15 +384,18 @@ class ProvisioningFunctions(Construct):
             self._key_use(self._data_key, ["kms:GenerateDataKey", "kms:Decrypt"], "sqs")
         )
 
-    def _allow_table(self, function: lambda_.Function, state: StateTable, *, write: bool) -> None:
-        actions = [*_TABLE_READ_ACTIONS, *(_TABLE_WRITE_ACTIONS if write else ())]
+    def _allow_table(self, function: lambda_.Function, state: StateTable, access: TableAccess) -> None:
         function.add_to_role_policy(
-            iam.PolicyStatement(actions=actions, resources=[state.table.table_arn, state.status_index_arn])
+            iam.PolicyStatement(actions=list(access.table), resources=[state.table.table_arn])
         )
+        if access.status_index:
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=list(access.status_index), resources=[state.status_index_arn])
+            )
         key_actions = [
             "kms:Decrypt",
             "kms:DescribeKey",
-            *(["kms:Encrypt", "kms:GenerateDataKey"] if write else []),
+            *(["kms:Encrypt", "kms:GenerateDataKey"] if access.writes else []),
         ]
         function.add_to_role_policy(self._key_use(self._data_key, key_actions, "dynamodb"))
 

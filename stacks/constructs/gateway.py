@@ -1,7 +1,7 @@
 """The LiteLLM gateway: the official image on ECS Fargate behind an internal Application Load Balancer.
 
 Security groups open only these paths, each with its own rule:
-office networks and gateway clients -> ALB (listener port) -> tasks (4000) -> database (5432).
+office networks and gateway clients -> ALB (HTTPS, 443) -> tasks (4000) -> database (5432).
 Tasks also leave on 443 only: image pulls, Secrets Manager, CloudWatch Logs, S3 and model providers.
 """
 
@@ -33,6 +33,7 @@ from stacks.constructs.network import private_subnets
 from stacks.litellm_config import LiteLLMConfig
 
 LITELLM_PORT = 4000
+HTTPS_PORT = 443
 # Answers without touching the database, so a database blip does not drain every task from the ALB.
 HEALTH_CHECK_PATH = "/health/liveliness"
 
@@ -258,41 +259,29 @@ class LiteLLMGateway(Construct):
             self.load_balancer, ec2.Port.tcp(LITELLM_PORT), "Internal ALB to LiteLLM tasks"
         )
 
-        if gateway.certificate_arn and gateway.domain_name:
-            listener_port = 443
-            self.load_balancer.add_listener(
-                "Https",
-                port=listener_port,
-                protocol=elbv2.ApplicationProtocol.HTTPS,
-                certificates=[elbv2.ListenerCertificate.from_arn(gateway.certificate_arn)],
-                ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
-                default_target_groups=[self.target_group],
-                open=False,
-            )
-            self.load_balancer.add_redirect(source_port=80, target_port=listener_port, open=False)
-            self._allow_clients(settings, ec2.Port.tcp(80), "redirect to HTTPS")
-            self.url = f"https://{gateway.domain_name}"
-            # The provisioning functions resolve the name inside the VPC through this private zone.
-            zone = route53.PrivateHostedZone(self, "Zone", zone_name=gateway.domain_name, vpc=vpc)
-            route53.ARecord(
-                self,
-                "Alias",
-                zone=zone,
-                target=route53.RecordTarget.from_alias(
-                    route53_targets.LoadBalancerTarget(self.load_balancer)
-                ),
-            )
-        else:
-            listener_port = 80
-            self.load_balancer.add_listener(
-                "Http",
-                port=listener_port,
-                protocol=elbv2.ApplicationProtocol.HTTP,
-                default_target_groups=[self.target_group],
-                open=False,
-            )
-            self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
-        self._allow_clients(settings, ec2.Port.tcp(listener_port), "LiteLLM API and admin UI")
+        # HTTPS only, with no plain-HTTP listener (not even a redirect): the provisioning functions send
+        # the master key, and people their keys, to this ALB; a mistaken http:// URL must fail, not leak.
+        if gateway.certificate_arn is None or gateway.domain_name is None:  # refused by the settings
+            raise ValueError("a created gateway needs gateway.certificate_arn and gateway.domain_name")
+        self.load_balancer.add_listener(
+            "Https",
+            port=HTTPS_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTPS,
+            certificates=[elbv2.ListenerCertificate.from_arn(gateway.certificate_arn)],
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+            default_target_groups=[self.target_group],
+            open=False,
+        )
+        self._allow_clients(settings, ec2.Port.tcp(HTTPS_PORT), "LiteLLM API and admin UI over HTTPS")
+        self.url = f"https://{gateway.domain_name}"
+        # The provisioning functions resolve the name inside the VPC through this private zone.
+        zone = route53.PrivateHostedZone(self, "Zone", zone_name=gateway.domain_name, vpc=vpc)
+        route53.ARecord(
+            self,
+            "Alias",
+            zone=zone,
+            target=route53.RecordTarget.from_alias(route53_targets.LoadBalancerTarget(self.load_balancer)),
+        )
 
     def _allow_clients(self, settings: EnvironmentSettings, port: ec2.Port, purpose: str) -> None:
         for cidr in settings.network.office_cidrs:

@@ -2,7 +2,8 @@
 
 The token in the path is the credential (kintone webhooks carry no signature or custom header), so
 nothing that logs or traces request paths may see it: access logs record the route template
-(`$context.resourcePath`), never the path, and neither data tracing nor X-Ray is on for the stage.
+(`$context.resourcePath`), never the path; execution logging is off (even at ERROR it can log the
+request path and its parameters), and neither data tracing nor X-Ray is on for the stage.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ class WebhookApi(Construct):
             rest_api_name=f"{settings.resource_prefix}-webhook",
             description="kintone webhooks for self-service LiteLLM keys",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
-            # Execution logging needs the account-level CloudWatch role; kept when the stack goes,
-            # because other APIs of the account may rely on it.
+            # Access logging to CloudWatch needs the account-level CloudWatch role; kept when the stack
+            # goes, because other APIs of the account may rely on it.
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             deploy_options=apigateway.StageOptions(
@@ -65,8 +66,9 @@ class WebhookApi(Construct):
                 throttling_burst_limit=settings.api.throttle_burst,
                 access_log_destination=apigateway.LogGroupLogDestination(access_logs),
                 access_log_format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
-                # Errors only, and never request data: the token is in the path.
-                logging_level=apigateway.MethodLoggingLevel.ERROR,
+                # No execution logs at all: they can carry the path and its parameters, i.e. the token.
+                # The access log above is the record of every request.
+                logging_level=apigateway.MethodLoggingLevel.OFF,
                 data_trace_enabled=False,
                 tracing_enabled=False,
                 metrics_enabled=True,
@@ -108,6 +110,13 @@ class WebhookApi(Construct):
                 "authenticated by the long random token in the path, compared in constant time by the "
                 "webhook function, which also checks the app id and re-reads the record from kintone.",
             )
+        acknowledge(
+            self.api.deployment_stage,
+            "AwsSolutions-APIG6",
+            "Execution logs can record the request path and path parameters, and the path holds the "
+            "webhook token; the stage keeps JSON access logs of every request with the route template "
+            "($context.resourcePath) instead of the path.",
+        )
         acknowledge(
             self.api.deployment_stage,
             "AwsSolutions-APIG3",

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from aws_cdk import App
 
-from stacks.config import ConfigError, load_environment_settings
+from lambdas.domain.settings import Settings
+from stacks.config import ConfigError, EnvironmentSettings, load_environment_settings
 from stacks.litellm_config import LiteLLMConfigError, load_litellm_config
 from stacks.platform import build_platform
 from tests.infra.conftest import ENVIRONMENTS, REPO_ROOT, cdk_context
@@ -80,11 +81,109 @@ def test_missing_environment_choice_explains_how_to_choose() -> None:
         ("secret_recovery_window_days", 3, r"'secret_recovery_window_days' is invalid"),
         ("team_catalog.ops", {"models": []}, r"'team_catalog\.ops\.models' is invalid"),
         ("team_catalog.ops", {"models": ["claude-haiku"] * 400}, r"bytes of the functions' environment"),
+        (
+            "gateway.certificate_arn",
+            "arn:aws:acm:us-east-1:222222222222:certificate/00000000-0000-0000-0000-000000000000",
+            r"its own region and account \(ap-northeast-1/222222222222\)",
+        ),
+        (
+            "gateway.certificate_arn",
+            "arn:aws:acm:ap-northeast-1:999999999999:certificate/00000000-0000-0000-0000-000000000000",
+            r"gateway\.certificate_arn is in ap-northeast-1/999999999999",
+        ),
+        ("rotation_grace_seconds", -1, r"'rotation_grace_seconds' is invalid"),
+        ("rotation_grace_seconds", 31 * 86_400, r"'rotation_grace_seconds' is invalid"),
+        ("reconcile_lookback_seconds", 30, r"'reconcile_lookback_seconds' is invalid"),
+        ("reconcile_full_sweep_seconds", 86_401, r"'reconcile_full_sweep_seconds' is invalid"),
+        ("max_revoke_share", 0, r"'max_revoke_share' is invalid"),
+        ("max_revoke_share", 1.5, r"'max_revoke_share' is invalid"),
+        ("mass_revoke_floor", -1, r"'mass_revoke_floor' is invalid"),
     ],
 )
 def test_bad_setting_names_environment_and_key(path: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=r"^environment 'staging': .*" + message):
         load_environment_settings(with_setting(path, value), "staging")
+
+
+@pytest.mark.parametrize("name", ENVIRONMENTS)
+def test_created_gateway_must_serve_https(name: str) -> None:
+    """The functions send LiteLLM's master key to the gateway, in every environment."""
+    changed = environments()
+    del changed[name]["gateway"]["certificate_arn"]
+    del changed[name]["gateway"]["domain_name"]
+    with pytest.raises(
+        ConfigError,
+        match=rf"^environment '{name}': setting 'gateway' is invalid: a created gateway needs "
+        r"certificate_arn and domain_name: it serves HTTPS only",
+    ):
+        load_environment_settings(changed, name)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://llm-gateway.internal.example.co.jp", r"must start with https://: .*master key"),
+        ("HTTP://llm-gateway.internal.example.co.jp", r"must start with https://"),
+        ("llm-gateway.internal.example.co.jp", r"must start with https://"),
+        ("https://llm-gateway.internal.example.co.jp/v1", r"is not https://HOST\[:PORT\] \(no path\)"),
+    ],
+)
+def test_existing_gateway_url_must_be_https(url: str, message: str) -> None:
+    changed = with_setting("gateway", {"create": False, "existing_url": url}, "production")
+    with pytest.raises(
+        ConfigError,
+        match=r"^environment 'production': setting 'gateway\.existing_url' is invalid: .*" + message,
+    ):
+        load_environment_settings(changed, "production")
+
+
+def test_existing_gateway_takes_an_https_url_and_no_certificate() -> None:
+    url = "https://llm-gateway.internal.example.co.jp:8443"
+    settings = load_environment_settings(
+        with_setting("gateway", {"create": False, "existing_url": url}, "production"), "production"
+    )
+    assert settings.gateway.existing_url == url
+    changed = with_setting(
+        "gateway",
+        {**environments()["production"]["gateway"], "create": False, "existing_url": url},
+        "production",
+    )
+    with pytest.raises(ConfigError, match=r"certificate_arn and domain_name apply only when create is true"):
+        load_environment_settings(changed, "production")
+
+
+# Settings the functions read that each environment may set: same name, default and bounds as the
+# functions' own settings model (lambdas/domain/settings.py).
+FUNCTION_TUNABLES = (
+    "rotation_grace_seconds",
+    "reconcile_lookback_seconds",
+    "reconcile_full_sweep_seconds",
+    "max_revoke_share",
+    "mass_revoke_floor",
+)
+
+
+@pytest.mark.parametrize("field", FUNCTION_TUNABLES)
+def test_function_settings_keep_the_functions_defaults_and_bounds(field: str) -> None:
+    ours = EnvironmentSettings.model_fields[field]
+    theirs = Settings.model_fields[field]
+    assert ours.annotation == theirs.annotation
+    assert ours.default == theirs.default
+    assert sorted(map(repr, ours.metadata)) == sorted(map(repr, theirs.metadata))
+
+
+def test_function_settings_are_set_per_environment() -> None:
+    values = {
+        "rotation_grace_seconds": 3600,
+        "reconcile_lookback_seconds": 300,
+        "reconcile_full_sweep_seconds": 0,
+        "max_revoke_share": 0.5,
+        "mass_revoke_floor": 10,
+    }
+    changed = environments()
+    changed["staging"].update(values)
+    settings = load_environment_settings(changed, "staging")
+    assert {field: getattr(settings, field) for field in values} == values
 
 
 def test_missing_setting_is_named() -> None:

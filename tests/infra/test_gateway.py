@@ -86,6 +86,8 @@ def test_load_balancer_admits_the_office_and_the_provisioning_functions(environm
     ]  # fmt: skip
     sources = {rule.get("CidrIp") or group_id(rule["SourceSecurityGroupId"]) for rule in ingress}
     assert sources == {*environment.settings.network.office_cidrs, clients}
+    # HTTPS only: no one may reach the ALB on any other port.
+    assert {(rule["FromPort"], rule["ToPort"]) for rule in ingress} == {(443, 443)}
 
 
 def test_litellm_runs_the_pinned_official_image(environment: Synthesized) -> None:
@@ -202,24 +204,30 @@ def test_admin_ui_and_spend_tracking_stay_on_the_internal_load_balancer(environm
     outputs = environment.templates["gateway"]["Outputs"]
     assert "GatewayAdminUiUrl" in outputs
     listeners = environment.resources("gateway", "AWS::ElasticLoadBalancingV2::Listener").values()
-    # Every path of the ALB forwards to LiteLLM (or redirects to HTTPS): /ui and /spend/* included.
+    # Every path of the ALB forwards to LiteLLM: /ui and /spend/* included.
     for listener in listeners:
         (action,) = listener["Properties"]["DefaultActions"]
-        assert action["Type"] in {"forward", "redirect"}
+        assert action["Type"] == "forward"
 
 
-def test_production_serves_https_with_the_configured_certificate(production: Synthesized) -> None:
-    gateway = production.settings.gateway
-    template = production.template("gateway")
-    template.has_resource_properties(
-        "AWS::ElasticLoadBalancingV2::Listener",
-        {"Port": 443, "Protocol": "HTTPS", "Certificates": [{"CertificateArn": gateway.certificate_arn}]},
+def test_gateway_serves_https_only_with_the_configured_certificate(environment: Synthesized) -> None:
+    """The functions send LiteLLM's master key to the gateway: there is no plain-HTTP listener at all."""
+    gateway = environment.settings.gateway
+    listeners = environment.resources("gateway", "AWS::ElasticLoadBalancingV2::Listener").values()
+    assert [
+        (listener["Properties"]["Port"], listener["Properties"]["Protocol"]) for listener in listeners
+    ] == [(443, "HTTPS")]
+    (listener,) = listeners
+    assert listener["Properties"]["Certificates"] == [{"CertificateArn": gateway.certificate_arn}]
+    assert listener["Properties"]["SslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    environment.template("gateway").has_resource_properties(
+        "AWS::Route53::HostedZone", {"Name": f"{gateway.domain_name}."}
     )
-    template.has_resource_properties(
-        "AWS::ElasticLoadBalancingV2::Listener",
-        {"Port": 80, "DefaultActions": [Match.object_like({"Type": "redirect"})]},
-    )
-    template.has_resource_properties("AWS::Route53::HostedZone", {"Name": f"{gateway.domain_name}."})
+    outputs = environment.templates["gateway"]["Outputs"]
+    assert outputs["GatewayUrl"]["Value"] == f"https://{gateway.domain_name}"
+
+
+def test_production_uses_the_office_connected_vpc(production: Synthesized) -> None:
     assert production.resources("gateway", "AWS::EC2::VPC") == {}, "production uses the office-connected VPC"
 
 

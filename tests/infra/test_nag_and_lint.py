@@ -26,6 +26,7 @@ SYNTHESIZED = [*ENVIRONMENTS, EXISTING_GATEWAY]
 ACKNOWLEDGED_RULES = {
     "AwsSolutions-APIG3",
     "AwsSolutions-APIG4",
+    "AwsSolutions-APIG6",
     "AwsSolutions-COG4",
     "AwsSolutions-ECS2",
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",

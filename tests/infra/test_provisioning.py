@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from typing import Any
 
 import pytest
@@ -73,17 +74,24 @@ def test_webhook_api_is_throttled_logged_and_keeps_the_token_out_of_logs(environ
     api = environment.settings.api
     (stage,) = environment.resources("provisioning", "AWS::ApiGateway::Stage").values()
     properties = stage["Properties"]
+    # One method setting, for every method: no execution logs (they can hold the path, i.e. the token).
     (settings,) = properties["MethodSettings"]
+    assert (settings["HttpMethod"], settings["ResourcePath"]) == ("*", "/*")
     assert settings["ThrottlingRateLimit"] == api.throttle_rate_per_second
     assert settings["ThrottlingBurstLimit"] == api.throttle_burst
+    assert settings["LoggingLevel"] == "OFF"
     assert settings["DataTraceEnabled"] is False
-    assert settings["LoggingLevel"] == "ERROR"
     assert properties["TracingEnabled"] is False
+    # Access logs are the record of every request: JSON, with the route template instead of the path.
     access_log = properties["AccessLogSetting"]
     assert access_log["DestinationArn"]
     log_format = json.loads(access_log["Format"])
     assert log_format["resourcePath"] == "$context.resourcePath"
-    assert "$context.path" not in access_log["Format"], "the path holds the webhook token"
+    variables = set(re.findall(r"\$context\.[A-Za-z.]+", access_log["Format"]))
+    assert not {v for v in variables if v.startswith("$context.path")}, "the path holds the webhook token"
+    # No other stage settings that could turn execution logging back on.
+    for deployment in environment.resources("provisioning", "AWS::ApiGateway::Deployment").values():
+        assert "StageDescription" not in deployment["Properties"]
 
 
 def test_webhook_route_takes_the_token_from_the_path(environment: Synthesized) -> None:
@@ -181,6 +189,7 @@ def test_queue_is_encrypted_fifo_with_a_fifo_dead_letter_queue(environment: Synt
 
 
 def test_state_table_has_pitr_encryption_ttl_and_the_status_index(environment: Synthesized) -> None:
+    # TTL stays enabled on expires_at for items that may carry one; no function writes it today.
     environment.template("provisioning").has_resource_properties(
         "AWS::DynamoDB::Table",
         {
@@ -244,19 +253,156 @@ def test_only_aws_apis_without_resource_scoping_get_resource_star(environment: S
                 assert set(actions(statement)) <= unscoped, statement
 
 
-def test_key_secret_permissions_stop_at_the_key_prefix(environment: Synthesized) -> None:
+# Key secret calls each role makes (lambdas/adapters/secrets_key_store.py), written out here on purpose.
+KEY_SECRET_CALLS = {
+    # In the kintone user's session: get_or_create (create with tags and read back, or restore a
+    # revoked record's secret and put a fresh value) and schedule_deletion (void the value, delete).
+    "AuditRole": {
+        "secretsmanager:CreateSecret",
+        "secretsmanager:TagResource",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:RestoreSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:DeleteSecret",
+    },
+    # The same without a usable user, plus current_key, ensure_rotation and request_rotation.
+    "WorkerRole": {
+        "secretsmanager:CreateSecret",
+        "secretsmanager:TagResource",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:RestoreSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:DeleteSecret",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:RotateSecret",
+    },
+    # The rotation steps: versions, value_of, create_pending, promote.
+    "RotatorRole": {
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage",
+    },
+}
+
+
+def key_store_calls() -> set[str]:
+    """The Secrets Manager actions the key store adapter calls (client.<operation> and the like)."""
+    source = (REPO_ROOT / "lambdas" / "adapters" / "secrets_key_store.py").read_text()
+    operations = set(re.findall(r"\b(?:client|_client_for\([^()]*\))\.([a-z_]+)\b", source))
+    called = {"secretsmanager:" + "".join(part.title() for part in op.split("_")) for op in operations}
+    # Creating a secret with Tags also needs TagResource.
+    return called | ({"secretsmanager:TagResource"} if "secretsmanager:CreateSecret" in called else set())
+
+
+def test_key_secret_grants_are_exactly_the_key_store_calls() -> None:
+    granted = set().union(*KEY_SECRET_CALLS.values())
+    assert granted == key_store_calls(), "a grant no adapter call needs, or a call without one"
+
+
+@pytest.mark.parametrize("role", sorted(KEY_SECRET_CALLS))
+def test_key_secret_permissions_are_the_calls_each_role_makes_under_the_key_prefix(
+    environment: Synthesized, role: str
+) -> None:
     expected = key_secrets_arn(environment.settings)
-    for role in ("WorkerRole", "RotatorRole", "AuditRole"):
-        statements = role_statements(environment, role)
-        writes = [
-            s
-            for s in statements
-            if set(actions(s)) & (set(KEY_SECRET_ACTIONS) - {"secretsmanager:GetSecretValue"})
-        ]
-        assert writes, role
-        for statement in writes:
-            assert resources(statement) == [expected], (role, statement)
-            assert set(actions(statement)) == set(KEY_SECRET_ACTIONS)
+    granted: set[str] = set()
+    for statement in role_statements(environment, role):
+        secret_actions = {a for a in actions(statement) if a.startswith("secretsmanager:")}
+        if not secret_actions:
+            continue
+        if resources(statement) == [expected]:
+            granted |= secret_actions
+        else:  # the platform's own secrets: read only
+            assert secret_actions == {"secretsmanager:GetSecretValue"}, (role, statement)
+            assert expected not in resources(statement)
+    assert granted == KEY_SECRET_CALLS[role]
+    assert granted <= set(KEY_SECRET_ACTIONS)
+
+
+def test_rotator_may_only_rotate_never_create_delete_or_assume(environment: Synthesized) -> None:
+    granted = {a for s in role_statements(environment, "RotatorRole") for a in actions(s)}
+    forbidden = {
+        "secretsmanager:CreateSecret",
+        "secretsmanager:DeleteSecret",
+        "secretsmanager:RestoreSecret",
+        "secretsmanager:RotateSecret",
+        "secretsmanager:TagResource",
+        "sts:AssumeRole",
+        "sts:SetSourceIdentity",
+        "lambda:InvokeFunction",
+    }
+    assert not granted & forbidden
+    assert {a.split(":")[0] for a in granted} == {"logs", "xray", "ec2", "secretsmanager", "kms", "dynamodb"}
+    reads = [
+        resource
+        for statement in role_statements(environment, "RotatorRole")
+        if actions(statement) == ["secretsmanager:GetSecretValue"]
+        for resource in resources(statement)
+    ]
+    assert secret_id(environment, "KintoneApiToken") in {ref(resource) for resource in reads}
+    assert len(reads) == 2, "kintone API token and LiteLLM master key"
+    variables = function(environment, "rotator")["Properties"]["Environment"]["Variables"]
+    assert "AUDIT_ROLE_ARN" not in variables
+
+
+def state_store_calls() -> set[str]:
+    """The DynamoDB actions the state store adapter calls (self._table.<operation>(...))."""
+    source = (REPO_ROOT / "lambdas" / "adapters" / "dynamodb_state_store.py").read_text()
+    operations = set(re.findall(r"self\._table\.(\w+)\(", source))
+    return {"dynamodb:" + "".join(part.title() for part in operation.split("_")) for operation in operations}
+
+
+# What each function's code calls on the state table (table) and its status index (index).
+TABLE_CALLS = {
+    "WorkerRole": ({"dynamodb:GetItem", "dynamodb:PutItem"}, set()),  # get, put
+    "RotatorRole": ({"dynamodb:GetItem", "dynamodb:PutItem"}, set()),  # get, put, schedule_retirement
+    # get, get_cursor, put_cursor, clear_retirement; states_with_status and due_retirements query.
+    "ReconcilerRole": (
+        {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"},
+        {"dynamodb:Query"},
+    ),
+    "WebhookRole": (set(), set()),
+}
+
+
+def test_table_permissions_are_the_calls_each_function_makes(environment: Synthesized) -> None:
+    table = environment.logical_id("provisioning", "AWS::DynamoDB::Table", r"/State/Table/Resource$")
+    granted_anywhere: set[str] = set()
+    for role, (table_calls, index_calls) in TABLE_CALLS.items():
+        on_table: set[str] = set()
+        on_index: set[str] = set()
+        for statement in role_statements(environment, role):
+            dynamodb = {a for a in actions(statement) if a.startswith("dynamodb:")}
+            if not dynamodb:
+                continue
+            for resource in resources(statement):
+                if ref(resource) == table:
+                    on_table |= dynamodb
+                else:
+                    assert resource == {
+                        "Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, "/index/by_status"]]
+                    }, (role, statement)
+                    on_index |= dynamodb
+        assert (on_table, on_index) == (table_calls, index_calls), role
+        granted_anywhere |= on_table | on_index
+    assert granted_anywhere == state_store_calls(), "a grant no adapter call needs, or a call without one"
+
+
+def test_only_the_callers_of_rotate_secret_may_invoke_the_rotator(environment: Synthesized) -> None:
+    rotator = environment.logical_id("provisioning", "AWS::Lambda::Function", r"/Functions/Rotator/Resource$")
+    holders = set()
+    for policy in environment.resources("provisioning", "AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            invoke = {a for a in actions(statement) if a.startswith("lambda:")}
+            if invoke:
+                assert invoke == {"lambda:InvokeFunction"}
+                assert resources(statement) == [{"Fn::GetAtt": [rotator, "Arn"]}]
+                holders.add(policy["Metadata"]["aws:cdk:path"].split("/")[-3])
+    # AWS requires lambda:InvokeFunction on the rotation function of whoever calls RotateSecret.
+    rotate_callers = {
+        role for role, calls in KEY_SECRET_CALLS.items() if "secretsmanager:RotateSecret" in calls
+    }
+    assert holders == rotate_callers == {"WorkerRole"}
 
 
 def test_worker_reads_only_the_kintone_token_and_master_key_besides_key_secrets(
@@ -297,7 +443,7 @@ def test_reconciler_cannot_touch_key_secrets_or_assume_the_audit_role(environmen
     assert "AUDIT_ROLE_ARN" not in variables
 
 
-def test_audit_role_trusts_only_worker_and_rotator_with_a_source_identity(environment: Synthesized) -> None:
+def test_audit_role_trusts_only_the_worker_with_a_source_identity(environment: Synthesized) -> None:
     logical_id = environment.logical_id("provisioning", "AWS::IAM::Role", r"/Functions/AuditRole/Resource$")
     trust = environment.resources("provisioning", "AWS::IAM::Role")[logical_id]["Properties"][
         "AssumeRolePolicyDocument"
@@ -308,14 +454,42 @@ def test_audit_role_trusts_only_worker_and_rotator_with_a_source_identity(enviro
         assert set(actions(statement)) <= {"sts:AssumeRole", "sts:SetSourceIdentity"}
         aws = statement["Principal"]["AWS"]
         principals |= {ref(principal) for principal in (aws if isinstance(aws, list) else [aws])}
-    roles = {
-        environment.logical_id("provisioning", "AWS::IAM::Role", rf"/Functions/{name}Role/Resource$")
-        for name in ("Worker", "Rotator")
+    worker_role = environment.logical_id("provisioning", "AWS::IAM::Role", r"/Functions/WorkerRole/Resource$")
+    assert principals == {worker_role}
+    variables = function(environment, "worker")["Properties"]["Environment"]["Variables"]
+    assert ref(variables["AUDIT_ROLE_ARN"]) == logical_id
+    for role in ("RotatorRole", "ReconcilerRole", "WebhookRole"):
+        granted = {a for s in role_statements(environment, role) for a in actions(s)}
+        assert not any(action.startswith("sts:") for action in granted), role
+
+
+def test_functions_get_their_environment_settings(environment: Synthesized) -> None:
+    settings = environment.settings
+    expected = {
+        "worker": {"ROTATION_DAYS": settings.key_rotation_days},
+        "rotator": {"ROTATION_GRACE_SECONDS": settings.rotation_grace_seconds},
+        "reconciler": {
+            "RECONCILE_LOOKBACK_SECONDS": settings.reconcile_lookback_seconds,
+            "RECONCILE_FULL_SWEEP_SECONDS": settings.reconcile_full_sweep_seconds,
+            "MAX_REVOKE_SHARE": settings.max_revoke_share,
+            "MASS_REVOKE_FLOOR": settings.mass_revoke_floor,
+        },
     }
-    assert principals == roles
-    for name in ("worker", "rotator"):
+    every = {variable for values in expected.values() for variable in values}
+    for name in FUNCTIONS:
         variables = function(environment, name)["Properties"]["Environment"]["Variables"]
-        assert ref(variables["AUDIT_ROLE_ARN"]) == logical_id
+        own = expected.get(name, {})
+        assert {variable: variables[variable] for variable in own} == {k: str(v) for k, v in own.items()}
+        assert not (every - set(own)) & set(variables), f"{name} gets a setting it does not use"
+        # What the function's own settings model makes of them.
+        placeholders = {
+            key: (value if isinstance(value, str) else f"placeholder-{key.lower()}")
+            for key, value in variables.items()
+            if key in ENVIRONMENT_VARIABLES
+        }
+        parsed = settings_from_environment(placeholders)
+        for variable, value in own.items():
+            assert getattr(parsed, ENVIRONMENT_VARIABLES[variable]) == value
 
 
 def test_only_secrets_manager_invokes_the_rotator_for_key_secrets(environment: Synthesized) -> None:
@@ -337,6 +511,9 @@ def test_only_secrets_manager_invokes_the_rotator_for_key_secrets(environment: S
     variables = function(environment, "worker")["Properties"]["Environment"]["Variables"]
     assert ref(variables["ROTATOR_FUNCTION_ARN"]) == rotator
     assert variables["ROTATION_DAYS"] == str(environment.settings.key_rotation_days)
+    for name in ("webhook", "reconciler", "rotator"):
+        others = function(environment, name)["Properties"]["Environment"]["Variables"]
+        assert "ROTATOR_FUNCTION_ARN" not in others, name
 
 
 def test_reconciler_runs_on_a_schedule(environment: Synthesized) -> None:
@@ -350,6 +527,13 @@ def test_reconciler_runs_on_a_schedule(environment: Synthesized) -> None:
             "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [reconciler, "Arn"]}})],
         },
     )
+
+
+def test_functions_reach_the_created_gateway_over_https(environment: Synthesized) -> None:
+    url = f"https://{environment.settings.gateway.domain_name}"
+    for name in ("worker", "reconciler", "rotator"):
+        variables = function(environment, name)["Properties"]["Environment"]["Variables"]
+        assert variables["LITELLM_BASE_URL"] == url
 
 
 def test_existing_gateway_is_reached_by_url_from_the_existing_vpc(existing_gateway: Synthesized) -> None:
