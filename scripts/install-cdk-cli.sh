@@ -18,6 +18,11 @@ if [[ -f "$stamp" ]]; then
   exit 0
 fi
 
+if ! command -v npm >/dev/null 2>&1; then
+  # npm fetches Node 22 itself; any npm will do for that, Debian's included.
+  apt-get update -q && apt-get install -y -q nodejs npm
+fi
+
 mkdir -p "$prefix"
 npm install --prefix "$prefix" --no-audit --no-fund --no-save --loglevel=error \
   "node@$NODE_VERSION" "aws-cdk@$CDK_CLI_VERSION"
