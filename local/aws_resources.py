@@ -50,7 +50,8 @@ class ProvisioningResources:
     webhook_token: str
 
 
-def _client(service: str, endpoint: str):
+def local_client(service: str, endpoint: str):
+    """A boto3 client for moto's server, with moto's dummy credentials."""
     return boto3.client(service, endpoint_url=endpoint, region_name=LOCAL_REGION, **_credentials())
 
 
@@ -77,7 +78,7 @@ def create_provisioning_resources(
     webhook_token: str | None = None,
 ) -> ProvisioningResources:
     """Queue, DLQ, state table and secrets as the CDK stack defines them. Safe to repeat."""
-    sqs = _client("sqs", endpoint)
+    sqs = local_client("sqs", endpoint)
     dead_letter_queue_url = sqs.create_queue(
         QueueName=f"{namespace}-dlq.fifo", Attributes={"FifoQueue": "true"}
     )["QueueUrl"]
@@ -95,7 +96,7 @@ def create_provisioning_resources(
         },
     )["QueueUrl"]
 
-    dynamodb = _client("dynamodb", endpoint)
+    dynamodb = local_client("dynamodb", endpoint)
     table_name = f"{namespace}-state"
     # An earlier run of the same namespace created the table already.
     with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
@@ -120,7 +121,7 @@ def create_provisioning_resources(
             ],
         )
 
-    secretsmanager = _client("secretsmanager", endpoint)
+    secretsmanager = local_client("secretsmanager", endpoint)
     webhook_token = webhook_token or secrets.token_urlsafe(32)
     return ProvisioningResources(
         queue_url=queue_url,
