@@ -24,10 +24,10 @@ from botocore.exceptions import ClientError
 
 from lambdas.adapters.wiring import build_reconciler, reset_caches
 from local.aws_resources import (
-    LOCAL_REGION,
     ProvisioningResources,
     create_provisioning_resources,
     ensure_moto_server,
+    local_client,
 )
 from local.kintone_emulator import KintoneEmulator
 from local.litellm_proxy import LiteLLMEndpoint, ensure_litellm
@@ -231,13 +231,7 @@ class LocalStack:
         return f"{self.key_secret_prefix}app-{APP_ID}/record-{record_id}"
 
     def secrets_client(self):
-        return boto3.client(
-            "secretsmanager",
-            endpoint_url=self.aws_endpoint,
-            region_name=LOCAL_REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return local_client("secretsmanager", self.aws_endpoint)
 
     def stored_key(self, record_id: str) -> str | None:
         client = self.secrets_client()

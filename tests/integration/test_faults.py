@@ -10,12 +10,11 @@ import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
 
 from lambdas.adapters import wiring
 from lambdas.domain.key_request import key_hash
-from local.aws_resources import LOCAL_REGION
+from local.aws_resources import local_client
 from tests.integration.conftest import LocalStack
 from tests.integration.fault_proxy import Fault
 
@@ -141,13 +140,7 @@ def test_a_fault_that_outlasts_every_retry_says_so_and_parks_the_request(faults:
     assert "after 5 attempts" in record["message"]["value"]
     assert "503" in record["message"]["value"]
     assert faults.keys_under_alias(record_id) == []
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=faults.aws_endpoint,
-        region_name=LOCAL_REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    sqs = local_client("sqs", faults.aws_endpoint)
     # SQS moves the message on the receive after its last attempt; long-polling waits for that.
     parked = sqs.receive_message(
         QueueUrl=faults.resources.dead_letter_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=10

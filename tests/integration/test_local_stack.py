@@ -7,10 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 
-from local.aws_resources import LOCAL_REGION
+from local.aws_resources import local_client
 from local.litellm_proxy import kit_target
 from local.stack import REPO_ROOT, STATE_DIR
 
@@ -19,13 +18,7 @@ pytestmark = pytest.mark.integration
 
 def credentials_in_play(stack_env: dict[str, str]) -> set[str]:
     """Every key and token the stack holds: all secrets in moto, the master key, the tokens."""
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url=stack_env["AWS_ENDPOINT_URL"],
-        region_name=LOCAL_REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = local_client("secretsmanager", stack_env["AWS_ENDPOINT_URL"])
     values = {
         stack_env["LITELLM_MASTER_KEY"],
         stack_env["KINTONE_API_TOKEN"],
