@@ -43,11 +43,13 @@ def running_pid(name: str, state_dir: Path) -> int | None:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
         return None
-    # A zombie or a recycled pid is not ours: the command line must still name the process.
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not cmdline.exists() or not cmdline.read_bytes():
+    # A process that exited but was not yet reaped (a zombie) still answers kill(0). Its state says
+    # so; its command line would not do, as it also reads empty while a new process is exec'ing.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
         return None
-    return pid
+    return None if state in ("Z", "X") else pid
 
 
 def stop_background(name: str, state_dir: Path, timeout_seconds: float = 10.0) -> bool:
