@@ -50,22 +50,19 @@ class LiteLLMKeyGateway:
         with self._teams_lock:
             if team_id in self._known_teams:
                 return
-            response = self._request("GET", "/team/info", params={"team_id": team_id})
-            if response.status_code == 404:
-                body = {"team_id": team_id, "team_alias": team_id, "models": list(policy.models)}
-                body.update(
-                    {
-                        name: value
-                        for name, value in policy.model_dump(exclude={"models"}).items()
-                        if value is not None
-                    }
-                )
-                created = self._request("POST", "/team/new", json=body)
-                # 400 "already exists": another worker created it between our read and write.
-                if created.status_code != 400 or "already exists" not in created.text:
-                    self._raise_for_status(created)
-            else:
-                self._raise_for_status(response)
+            # Created outright rather than looked up first: /team/info lists every key of the team
+            # and slows down as a team grows, while /team/new answers 400 "already exists" at once.
+            body = {"team_id": team_id, "team_alias": team_id, "models": list(policy.models)}
+            body.update(
+                {
+                    name: value
+                    for name, value in policy.model_dump(exclude={"models"}).items()
+                    if value is not None
+                }
+            )
+            created = self._request("POST", "/team/new", json=body)
+            if created.status_code != 400 or "already exists" not in created.text:
+                self._raise_for_status(created)
             self._known_teams.add(team_id)
 
     # -- keys ------------------------------------------------------------------------------------

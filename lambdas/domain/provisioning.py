@@ -309,7 +309,13 @@ class KeyProvisioner:
         assert self._rotations is not None  # noqa: S101 - the caller checked
         self._rotations.request_rotation(ref)
         text = messages.render("rotation_requested", self._config.language)
-        self._write_if_changed(request, status=RecordStatus.ISSUED, message=text)
+        revision = self._write_if_changed(request, status=RecordStatus.ISSUED, message=text)
+        # Our own write's revision is known, so a sweep does not queue the record for it. Stored only
+        # while the key is the one read: a rotation that already switched keys is not undone.
+        self._state_store.switch_key(
+            state.model_copy(update={"record_revision": revision, "message": text}),
+            previous_key_hash=state.key_hash,
+        )
         return Result(Outcome.ROTATION_REQUESTED, ref, state.team, state.requested_by)
 
     def _describe_changes(self, state: KeyState | None, request: KeyRequest, models: tuple[str, ...]) -> str:

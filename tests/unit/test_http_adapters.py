@@ -102,20 +102,31 @@ def test_other_refusals_are_permanent_with_kintone_code() -> None:
 
 
 def test_ensure_team_creates_a_missing_team_once() -> None:
-    gateway, requests = litellm(
-        litellm_error(404, "auth_error", "None", "Team not found"),
-        httpx.Response(200, json={"team_id": "platform"}),
-    )
+    gateway, requests = litellm(httpx.Response(200, json={"team_id": "platform"}))
     policy = TeamPolicy(models=("fake-gpt",), max_budget=10.0)
     gateway.ensure_team("platform", policy)
     gateway.ensure_team("platform", policy)  # cached: no more requests
-    assert [request.url.path for request in requests] == ["/team/info", "/team/new"]
-    assert json.loads(requests[1].content) == {
+    assert [request.url.path for request in requests] == ["/team/new"]
+    assert json.loads(requests[0].content) == {
         "team_id": "platform",
         "team_alias": "platform",
         "models": ["fake-gpt"],
         "max_budget": 10.0,
     }
+
+
+def test_ensure_team_accepts_a_team_that_exists() -> None:
+    gateway, requests = litellm(
+        litellm_error(400, "internal_server_error", None, "{'error': 'Team id = platform already exists.'}")
+    )
+    gateway.ensure_team("platform", TeamPolicy(models=("fake-gpt",)))
+    assert len(requests) == 1
+
+
+def test_ensure_team_reports_other_refusals() -> None:
+    gateway, _ = litellm(litellm_error(400, "bad_request_error", "models", "unknown model"))
+    with pytest.raises(LiteLLMError, match="unknown model"):
+        gateway.ensure_team("platform", TeamPolicy(models=("nope",)))
 
 
 def test_create_key_removes_an_orphan_holding_the_alias() -> None:

@@ -362,3 +362,11 @@ def test_turning_rotation_on_passes_the_configuration_test(world: World) -> None
     ref = world.issued()
     world.rotator.run(f"keys/app-{ref.app_id}/record-{ref.record_id}", "config-test-token", RotationStep.TEST)
     assert world.records.value(ref, "status") == "Issued"
+
+
+def test_a_rotation_request_records_its_own_write_so_a_sweep_leaves_it_alone(world: World) -> None:
+    ref = world.issued()
+    world.records.edit(ref, status="Rotate")
+    world.converge(ref)
+    revision = int(world.records.records[(APP, "1")]["$revision"]["value"])
+    assert world.state_store.get(ref).record_revision == revision
