@@ -193,7 +193,6 @@ class WebhookGateway(ThreadingHTTPServer):
         from lambdas.handlers import webhook  # noqa: PLC0415 - import after the environment is set
 
         self.webhook_handler = webhook.handler
-        self.handler_seconds: list[float] = []
         super().__init__(("127.0.0.1", port), _GatewayRequestHandler)
 
 
@@ -208,9 +207,7 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         event = api_gateway_event("POST", self.path.split("?")[0], dict(self.headers.items()), body)
         with INVOCATION_LOCK:
-            started = time.perf_counter()
             response = self.server.webhook_handler(event, FakeLambdaContext("webhook"))
-            self.server.handler_seconds.append(time.perf_counter() - started)
         payload = response.get("body") or ""
         data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
         self.send_response(response["statusCode"])

@@ -72,7 +72,7 @@ class LiteLLMKeyGateway:
         if self._is_duplicate_alias(response):
             # The alias is held by a key whose value is not in our secret (the secret was lost or
             # replaced). The record must end with exactly one key, so the orphan goes.
-            self.delete_key(spec.alias)
+            self.delete_keys([spec.alias])
             response = self._generate(spec)
         self._raise_for_status(response)
 
@@ -111,9 +111,6 @@ class LiteLLMKeyGateway:
                 )
             )
         return changes
-
-    def delete_key(self, alias: str) -> bool:
-        return self.delete_keys([alias])
 
     def delete_keys(self, aliases: Sequence[str]) -> bool:
         """One call for all: LiteLLM answers 200 when any of them existed, 404 when none did."""

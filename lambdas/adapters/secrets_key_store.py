@@ -65,13 +65,14 @@ class SecretsManagerKeyStore:
     def get_or_create(self, ref: RecordRef, labels: SecretLabels) -> StoredKey:
         client = self._client_for(labels.requested_by)
         name = self.secret_name(ref)
+        api_key = new_api_key()
         request: dict[str, Any] = {
             "Name": name,
             "Description": (
                 f"LiteLLM key {labels.key_alias} for kintone app {ref.app_id} record {ref.record_id}, "
                 f"requested by {labels.requested_by or 'unknown'}: {labels.record_url}"
             )[:2048],
-            "SecretString": json.dumps({"api_key": new_api_key()}),
+            "SecretString": _secret_string(api_key),
             "Tags": [
                 {"Key": "kintone:app", "Value": ref.app_id},
                 {"Key": "kintone:record", "Value": ref.record_id},
@@ -90,9 +91,7 @@ class SecretsManagerKeyStore:
             if error.response["Error"]["Code"] not in ("ResourceExistsException", "InvalidRequestException"):
                 raise
         else:
-            return StoredKey(
-                secret_id=created["ARN"], api_key=json.loads(request["SecretString"])["api_key"], created=True
-            )
+            return StoredKey(secret_id=created["ARN"], api_key=api_key, created=True)
         try:
             stored = self._existing(client, name)
         except ClientError as error:
@@ -104,7 +103,7 @@ class SecretsManagerKeyStore:
         if not stored.api_key:
             # The value was voided at revoke: a revoked key's value is never used again, even when a
             # crash came between restoring the secret and giving it a new value.
-            _call(client.put_secret_value, SecretId=name, SecretString=json.dumps({"api_key": new_api_key()}))
+            _call(client.put_secret_value, SecretId=name, SecretString=_secret_string(new_api_key()))
             stored = self._existing(client, name, created=True)
         return stored
 
@@ -131,19 +130,7 @@ class SecretsManagerKeyStore:
 
     def _existing(self, client: Any, name: str, *, created: bool = False) -> StoredKey:
         value = _call(client.get_secret_value, SecretId=name, VersionStage=CURRENT)
-        return StoredKey(
-            secret_id=value["ARN"], api_key=json.loads(value["SecretString"])["api_key"], created=created
-        )
-
-    def current_key(self, ref: RecordRef) -> str | None:
-        client = self._client_for("")
-        try:
-            value = _call(client.get_secret_value, SecretId=self.secret_name(ref), VersionStage=CURRENT)
-        except ClientError as error:
-            if error.response["Error"]["Code"] in ("ResourceNotFoundException", "InvalidRequestException"):
-                return None
-            raise
-        return json.loads(value["SecretString"])["api_key"]
+        return StoredKey(secret_id=value["ARN"], api_key=_api_key_of(value), created=created)
 
     def schedule_deletion(self, ref: RecordRef, actor: str = "") -> None:
         """Void the value, then schedule the secret's deletion (recovery window); `actor` is the
@@ -153,7 +140,7 @@ class SecretsManagerKeyStore:
             _call(
                 client.put_secret_value,
                 SecretId=self.secret_name(ref),
-                SecretString=json.dumps({"api_key": ""}),
+                SecretString=_secret_string(""),  # voided: never to be used again
             )
             _call(
                 client.delete_secret,
@@ -197,7 +184,7 @@ class SecretsManagerKeyStore:
             if error.response["Error"]["Code"] == "ResourceNotFoundException":
                 return None
             raise
-        return json.loads(value["SecretString"])["api_key"]
+        return _api_key_of(value)
 
     def create_pending(self, secret_id: str, version_id: str) -> None:
         if self.value_of(secret_id, version_id) is not None:
@@ -206,7 +193,7 @@ class SecretsManagerKeyStore:
             self._client_for("").put_secret_value,
             SecretId=secret_id,
             ClientRequestToken=version_id,
-            SecretString=json.dumps({"api_key": new_api_key()}),
+            SecretString=_secret_string(new_api_key()),
             VersionStages=["AWSPENDING"],
         )
 
@@ -225,6 +212,15 @@ class SecretsManagerKeyStore:
             VersionStage="AWSPENDING",
             RemoveFromVersionId=version_id,
         )
+
+
+def _secret_string(api_key: str) -> str:
+    return json.dumps({"api_key": api_key})
+
+
+def _api_key_of(secret_value: dict[str, Any]) -> str:
+    """The key in a GetSecretValue answer (empty once voided by a revoke)."""
+    return json.loads(secret_value["SecretString"])["api_key"]
 
 
 def _call(operation: Callable[..., Any], **kwargs: Any) -> Any:

@@ -51,12 +51,22 @@ MAX_KEY_NAME_LENGTH = 100
 MAX_REVISION_CONFLICTS = 5
 
 
+def record_alias(prefix: str, ref: RecordRef) -> str:
+    """The alias of a record's current key: stable, so it doubles as the idempotency key."""
+    return f"{prefix}-{ref.app_id}-{ref.record_id}"
+
+
 def pending_alias(alias: str) -> str:
     return f"{alias}-next"
 
 
 def retiring_alias(alias: str) -> str:
     return f"{alias}-prev"
+
+
+def every_alias(alias: str) -> list[str]:
+    """Every key a record can hold at once (current, rotation's new, rotated-out old)."""
+    return [alias, pending_alias(alias), retiring_alias(alias)]
 
 
 def key_metadata(ref: RecordRef, key_name: str, requested_by: str, secret_id: str) -> dict[str, str]:
@@ -354,7 +364,7 @@ class KeyProvisioner:
         # two runs second deletes that key. Then every alias of the record, so no key keeps working.
         self._key_store.schedule_deletion(ref, request.modified_by if request else "")
         alias = self.key_alias(ref)
-        self._gateway.delete_keys([alias, pending_alias(alias), retiring_alias(alias)])
+        self._gateway.delete_keys(every_alias(alias))
         text = messages.render("revoked", self._config.language)
         revision = 0
         notified = True
@@ -386,7 +396,7 @@ class KeyProvisioner:
             # A forged id, or a record deleted after a crash left its secret and key without a state:
             # whatever exists under its names goes (for a forged id, nothing does).
             alias = self.key_alias(ref)
-            if not self._gateway.delete_keys([alias, pending_alias(alias), retiring_alias(alias)]):
+            if not self._gateway.delete_keys(every_alias(alias)):
                 self._key_store.schedule_deletion(ref)
                 return Result(Outcome.RECORD_NOT_FOUND, ref)
             return self._revoke(ref, None, None)
@@ -416,7 +426,7 @@ class KeyProvisioner:
         return True
 
     def key_alias(self, ref: RecordRef) -> str:
-        return f"{self._config.key_alias_prefix}-{ref.app_id}-{ref.record_id}"
+        return record_alias(self._config.key_alias_prefix, ref)
 
     def _record_url(self, ref: RecordRef) -> str:
         return f"{self._config.kintone_base_url}/k/{ref.app_id}/show#record={ref.record_id}"

@@ -31,7 +31,14 @@ from lambdas.domain.ports import (
     StateStore,
     TransientError,
 )
-from lambdas.domain.provisioning import MAX_REVISION_CONFLICTS, key_metadata, pending_alias, retiring_alias
+from lambdas.domain.provisioning import (
+    MAX_REVISION_CONFLICTS,
+    every_alias,
+    key_metadata,
+    pending_alias,
+    record_alias,
+    retiring_alias,
+)
 from lambdas.domain.settings import FieldCodes
 
 CURRENT = "AWSCURRENT"
@@ -182,7 +189,7 @@ class KeyRotator:
         )
         revoked = raw is None or status in (RecordStatus.REVOKE_REQUESTED, RecordStatus.REVOKED)
         if revoked or self._secrets.versions(secret_id).scheduled_for_deletion:
-            self._gateway.delete_keys([alias, pending_alias(alias), retiring_alias(alias)])
+            self._gateway.delete_keys(every_alias(alias))
             raise RotationRefusedError("the key was revoked during the rotation")
 
     def _issued_state(self, ref: RecordRef) -> KeyState:
@@ -233,4 +240,4 @@ class KeyRotator:
             self._write_back(versions.ref, RecordStatus.ISSUED, text)
 
     def _alias(self, ref: RecordRef) -> str:
-        return f"{self._config.key_alias_prefix}-{ref.app_id}-{ref.record_id}"
+        return record_alias(self._config.key_alias_prefix, ref)

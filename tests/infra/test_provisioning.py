@@ -265,7 +265,7 @@ KEY_SECRET_CALLS = {
         "secretsmanager:PutSecretValue",
         "secretsmanager:DeleteSecret",
     },
-    # The same without a usable user, plus current_key, ensure_rotation and request_rotation.
+    # The same without a usable user, plus ensure_rotation and request_rotation.
     "WorkerRole": {
         "secretsmanager:CreateSecret",
         "secretsmanager:TagResource",

@@ -183,7 +183,7 @@ def test_upsert_never_adopts_a_key_under_another_alias() -> None:
 
 def test_deleting_nothing_is_not_an_error() -> None:
     gateway, _ = litellm(litellm_error(404, "internal_server_error", None, "{'error': 'No keys found'}"))
-    assert gateway.delete_key("kintone-1-5") is False
+    assert gateway.delete_keys(["kintone-1-5"]) is False
 
 
 @pytest.mark.parametrize(

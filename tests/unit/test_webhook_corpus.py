@@ -16,36 +16,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.test_webhook_handler import TOKEN, post, queued, saved_event, webhook_environment
+from tests.unit.test_webhook_handler import (
+    TOKEN,
+    comment_event,
+    deleted_event,
+    post,
+    queued,
+    saved_event,
+    webhook_environment,
+)
 
 ACCEPTED = {200, 202}
 REFUSED = {400, 401, 403, 413}
-
-
-def deleted_event(**changes: Any) -> dict[str, Any]:
-    event = {
-        "id": "d-1",
-        "type": "DELETE_RECORD",
-        "app": {"id": "1", "name": "x"},
-        "recordId": "5",
-        "deleteBy": {"code": "hanako", "name": "Hanako"},
-        "deleteAt": "2026-11-27T10:00:00Z",
-    }
-    event.update(changes)
-    return event
-
-
-def comment_event(**changes: Any) -> dict[str, Any]:
-    event = {
-        "id": "c-1",
-        "type": "ADD_RECORD_COMMENT",
-        "app": {"id": "1", "name": "x"},
-        "recordId": "5",
-        "comment": {"id": "3", "text": "@taro hi"},
-        "url": "https://example.cybozu.com/k/1/show#record=5",
-    }
-    event.update(changes)
-    return event
 
 
 def without(event: dict, *path: str) -> dict:

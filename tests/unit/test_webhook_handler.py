@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -34,6 +35,32 @@ def saved_event(
         "recordTitle": "my key",
         "url": f"https://example.cybozu.com/k/{app_id}/show#record={record_id}",
     }
+
+
+def deleted_event(**changes: Any) -> dict[str, Any]:
+    event = {
+        "id": "d-1",
+        "type": "DELETE_RECORD",
+        "app": {"id": "1", "name": "x"},
+        "recordId": "5",
+        "deleteBy": {"code": "hanako", "name": "Hanako"},
+        "deleteAt": "2026-11-27T10:00:00Z",
+    }
+    event.update(changes)
+    return event
+
+
+def comment_event(**changes: Any) -> dict[str, Any]:
+    event = {
+        "id": "c-1",
+        "type": "ADD_RECORD_COMMENT",
+        "app": {"id": "1", "name": "x"},
+        "recordId": "5",
+        "comment": {"id": "3", "text": "@taro hi"},
+        "url": "https://example.cybozu.com/k/1/show#record=5",
+    }
+    event.update(changes)
+    return event
 
 
 @contextlib.contextmanager
@@ -156,28 +183,15 @@ def test_base64_bodies_are_decoded(aws: str) -> None:
 
 @pytest.mark.parametrize("spelling", ["deleteBy", "deletedBy"])
 def test_delete_events_accept_both_spellings(aws: str, spelling: str) -> None:
-    event = {
-        "id": f"d-{spelling}",
-        "type": "DELETE_RECORD",
-        "app": {"id": "1", "name": "x"},
-        "recordId": "5",
-        spelling: {"code": "hanako", "name": "Hanako"},
-        "deleteAt": "2026-11-27T10:00:00Z",
-    }
+    event = deleted_event(id=f"d-{spelling}")
+    event[spelling] = event.pop("deleteBy")
     assert post(event)[0] == 202
     item = json.loads(queued(aws)[0]["Body"])
     assert (item["trigger"], item["reported_actor"]) == ("DELETE_RECORD", "hanako")
 
 
 def test_comments_are_acknowledged_without_work(aws: str) -> None:
-    event = {
-        "id": "c-1",
-        "type": "ADD_RECORD_COMMENT",
-        "app": {"id": "1", "name": "x"},
-        "recordId": "5",
-        "comment": {"id": "1", "text": "hi"},
-        "url": "https://example.cybozu.com/k/1/show#record=5",
-    }
+    event = comment_event()
     status, body = post(event)
     assert (status, body["result"]) == (200, "ignored")
     assert queued(aws) == []
