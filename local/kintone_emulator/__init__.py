@@ -20,6 +20,8 @@ The package, one module per concern:
 * ``emulator``: ``KintoneEmulator``, which wires the parts together and routes requests;
 * ``rest_api``: the record, records and comment endpoints; ``records``: the record store;
   ``query``: the query language; ``schema``: the app's fields; ``values``: times and values;
+* ``directory``: cybozu users, organizations and groups; ``user_api``: the User API under ``/v1/``;
+  ``auth``: app API tokens, passwords and common-administration tokens;
 * ``webhooks``: notifications; ``faults``: injected faults and the concurrency limit;
 * ``admin``: the ``/_emulator/`` endpoints; ``params``: request parameters; ``errors``: kintone's
   error bodies; ``server``: HTTP; ``cli``: the command line.

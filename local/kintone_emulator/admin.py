@@ -10,11 +10,11 @@ import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .directory import API_TOKEN_USER
 from .errors import KintoneError
 from .params import id_list, int_param, json_object, query_int, revision_param, user_from, wait_seconds
 from .records import RecordCondition, RecordStore
 from .rest_api import check_app
-from .schema import API_TOKEN_USER
 from .server import Response
 from .webhooks import WebhookDispatcher
 

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from .directory import Directory
 from .emulator import KintoneEmulator
 from .faults import CONCURRENT_REQUEST_LIMIT
 from .records import DELETE_KEY_STYLES
@@ -28,6 +29,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--app-id", default="1")
     parser.add_argument(
         "--api-token", action="append", default=[], help="a token of the app; repeat for more"
+    )
+    parser.add_argument(
+        "--app-management-token",
+        action="append",
+        default=[],
+        help="a token of the app that also has the app-management permission; repeat for more",
+    )
+    parser.add_argument(
+        "--directory",
+        default=None,
+        help="a JSON file of users (with passwords), organizations, groups and User API tokens",
     )
     parser.add_argument("--webhook-url", default=None)
     parser.add_argument("--webhook-rate-per-minute", type=int, default=WEBHOOKS_PER_MINUTE)
@@ -61,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     emulator = KintoneEmulator(
         app_id=args.app_id,
         api_tokens=args.api_token,
+        app_management_tokens=args.app_management_token,
+        directory=Directory.from_file(Path(args.directory)) if args.directory else None,
         webhook_url=args.webhook_url,
         webhook_rate_per_minute=args.webhook_rate_per_minute,
         host=args.host,

@@ -6,10 +6,12 @@ import logging
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .admin import AdminApi, error_response
+from .auth import Authenticator
+from .directory import Directory
 from .errors import KintoneError
 from .faults import CONCURRENT_REQUEST_LIMIT, ConcurrencyGate, FaultInjector, FaultRule
 from .params import (
@@ -17,9 +19,10 @@ from .params import (
     request_params,
 )
 from .records import DELETE_KEY_STYLES, RecordCondition, RecordMatch, RecordStore
-from .rest_api import RecordApi, Route
-from .schema import API_TOKEN_USER, DEFAULT_SCHEMA, AppSchema, User
+from .rest_api import RecordApi
+from .schema import DEFAULT_SCHEMA, AppSchema
 from .server import EmulatorHTTPServer, Response, url_host
+from .user_api import UserApi
 from .webhooks import WEBHOOKS_PER_MINUTE, WebhookDispatcher
 
 logger = logging.getLogger("kintone_emulator")
@@ -57,13 +60,16 @@ class KintoneEmulator:
         webhook_timeout_seconds: float = 10.0,
         delete_notification_keys: str = "deleteBy",
         reject_unknown_fields: bool = False,
+        directory: Directory | None = None,
+        app_management_tokens: Iterable[str] = (),
     ) -> None:
         if not re.fullmatch(r"[1-9]\d*", str(app_id)):
             raise ValueError("app_id must be a positive whole number")
         if delete_notification_keys not in DELETE_KEY_STYLES:
             raise ValueError(f"delete_notification_keys must be one of {DELETE_KEY_STYLES}")
         self.app_id = str(app_id)
-        self._api_tokens = frozenset(api_tokens)
+        self.directory = directory if directory is not None else Directory()
+        self._authenticator = Authenticator(self.directory, api_tokens, app_management_tokens)
         self._address = (host, port)
         self._dispatcher = WebhookDispatcher(
             url=webhook_url, rate_per_minute=webhook_rate_per_minute, timeout_seconds=webhook_timeout_seconds
@@ -81,6 +87,7 @@ class KintoneEmulator:
         self._server_thread: threading.Thread | None = None
         self._base_url: str | None = None
         self._record_api = RecordApi(self.app_id, self._store)
+        self._user_api = UserApi(self.directory)
         self._admin_api = AdminApi(self, self._store, self._dispatcher)
 
     # ---- life cycle -------------------------------------------------------------------------------
@@ -209,16 +216,18 @@ class KintoneEmulator:
         split = urllib.parse.urlsplit(target)
         if split.path.startswith("/_emulator/"):
             return self._admin_api.handle(method, split.path, split.query, body)
-        if split.path.startswith("/k/v1/"):
-            return self._handle_api(method, split.path, split.query, headers, body)
-        return Response(404, {"error": f"no such path: {split.path}"})
-
-    def _handle_api(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
-    ) -> Response:
         override = headers.get("X-HTTP-Method-Override")
         if method == "POST" and override:  # kintone's way round long URLs: a GET sent as a POST
             method = override.strip().upper()
+        if split.path.startswith("/k/v1/"):
+            return self._handle_kintone(method, split.path, split.query, headers, body)
+        if split.path.startswith("/v1/"):
+            return self._serve(method, split.path, split.query, headers, body, self._serve_user_api)
+        return Response(404, {"error": f"no such path: {split.path}"})
+
+    def _handle_kintone(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> Response:
         running = self._gate.try_enter()
         if running is None:
             response = error_response(
@@ -227,63 +236,56 @@ class KintoneEmulator:
             running = self._gate.limit + 1
         else:
             try:
-                response = self._serve_api(method, path, query, headers, body)
+                response = self._serve(method, path, query, headers, body, self._serve_kintone)
             finally:
                 self._gate.leave()
         response.headers["X-ConcurrencyLimit-Limit"] = str(self._gate.limit)
         response.headers["X-ConcurrencyLimit-Running"] = str(running)
         return response
 
-    def _serve_api(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+    def _serve(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        serve: Callable[[str, str, Mapping[str, str], dict[str, Any]], dict[str, Any]],
     ) -> Response:
+        """Faults first, as a slow or failing server answers before it looks at the request."""
         try:
-            self._apply_fault(method, path)
-            user = self._authenticate(headers)
-            route = self._api_route(method, path)
-            return Response(200, route(request_params(query, body), user))
+            fault = self._take_fault(method, path)
+            answer = serve(method, path, headers, request_params(query, body))
+            return Response(200, answer if fault is None else fault.truncated(answer))
         except KintoneError as error:
             return error_response(error)
 
-    def _api_route(self, method: str, path: str) -> Route:
+    def _serve_kintone(
+        self, method: str, path: str, headers: Mapping[str, str], params: dict[str, Any]
+    ) -> dict[str, Any]:
+        caller = self._authenticator.kintone_caller(headers)
         route = self._record_api.routes.get((method, path))
         if route is None:
             raise KintoneError(404, "EMULATOR_NOT_IMPLEMENTED", f"The emulator has no API {method} {path}.")
-        return route
+        return route(params, caller.user)
 
-    def _apply_fault(self, method: str, path: str) -> None:
+    def _serve_user_api(
+        self, method: str, path: str, headers: Mapping[str, str], params: dict[str, Any]
+    ) -> dict[str, Any]:
+        caller = self._authenticator.directory_caller(headers)
+        route = self._user_api.routes.get((method, path))
+        if route is None:
+            raise KintoneError(404, "EMULATOR_NOT_IMPLEMENTED", f"The emulator has no API {method} {path}.")
+        return route(params, caller)
+
+    def _take_fault(self, method: str, path: str) -> FaultRule | None:
         taken = self._faults.take(method, path)
         if taken is None:
-            return
+            return None
         rule, release = taken
         if rule.delay_seconds:
             release.wait(rule.delay_seconds)
         error = rule.error()
         if error is not None:
             raise error
-
-    def _authenticate(self, headers: Mapping[str, str]) -> User:
-        acting_user = headers.get("X-Emulator-User")
-        if acting_user:
-            name = urllib.parse.unquote(headers.get("X-Emulator-User-Name") or "") or acting_user
-            return User(acting_user, name)
-        raw_tokens = headers.get("X-Cybozu-API-Token")
-        if raw_tokens is None:
-            if headers.get("X-Cybozu-Authorization") is not None:
-                raise self._auth_failure(
-                    401, "CB_WA01", "Password authentication is not available; use an API token."
-                )
-            raise self._auth_failure(401, "CB_AU01", "Please log in.")
-        tokens = [token.strip() for token in raw_tokens.split(",") if token.strip()]
-        if len(set(tokens)) != len(tokens):
-            raise self._auth_failure(400, "GAIA_DA03", "The same API token is given more than once.")
-        if not tokens or any(token not in self._api_tokens for token in tokens):
-            raise self._auth_failure(
-                400, "GAIA_IA02", "The API token does not match a token generated by the app."
-            )
-        return API_TOKEN_USER
-
-    @staticmethod
-    def _auth_failure(status: int, code: str, message: str) -> KintoneError:
-        logger.warning("authentication failed: %s", code)  # never the token itself
-        return KintoneError(status, code, message)
+        return rule

@@ -11,6 +11,7 @@ from .errors import KintoneError
 
 CONCURRENT_REQUEST_LIMIT = 100  # per domain, as kintone documents
 MAX_FAULT_DELAY_SECONDS = 60.0
+FAULT_PATH_PREFIXES = ("/k/v1/", "/v1/")
 
 
 # Codes that kintone answers with these statuses; other injected statuses get EMULATOR_FAULT.
@@ -26,6 +27,7 @@ class FaultRule:
     message: str | None
     remaining: int
     delay_seconds: float
+    truncate_to: int | None = None  # a partial answer: the answer's list cut to this many entries
 
     def matches(self, method: str, path: str) -> bool:
         return path.startswith(self.path_prefix) and self.method in (None, method)
@@ -36,18 +38,36 @@ class FaultRule:
         code = self.code or _FAULT_CODES.get(self.status, "EMULATOR_FAULT")
         return KintoneError(self.status, code, self.message or "Injected by the kintone emulator.")
 
+    def truncated(self, body: Any) -> Any:
+        """The answer with its list (``users``, ``records``, ...) cut short, still a 200."""
+        if self.truncate_to is None or not isinstance(body, dict):
+            return body
+        return {
+            key: value[: self.truncate_to] if isinstance(value, list) else value
+            for key, value in body.items()
+        }
+
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> FaultRule:
-        unknown = set(body) - {"path_prefix", "method", "status", "code", "message", "count", "delay_seconds"}
+        unknown = set(body) - {
+            "path_prefix",
+            "method",
+            "status",
+            "code",
+            "message",
+            "count",
+            "delay_seconds",
+            "truncate_to",
+        }
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
         path_prefix, method, status = body.get("path_prefix"), body.get("method"), body.get("status")
         count, delay = body.get("count", 1), body.get("delay_seconds", 0)
-        if not isinstance(path_prefix, str) or not path_prefix.startswith("/k/v1/"):
-            raise ValueError("path_prefix must start with /k/v1/")
+        if not isinstance(path_prefix, str) or not path_prefix.startswith(FAULT_PATH_PREFIXES):
+            raise ValueError("path_prefix must start with /k/v1/ (kintone) or /v1/ (the User API)")
         if method is not None and method not in ("GET", "POST", "PUT", "DELETE"):
             raise ValueError("method must be GET, POST, PUT or DELETE")
         if status is not None and (
@@ -62,12 +82,21 @@ class FaultRule:
             or not 0 <= delay <= MAX_FAULT_DELAY_SECONDS
         ):
             raise ValueError(f"delay_seconds must be between 0 and {MAX_FAULT_DELAY_SECONDS:g}")
-        if status is None and delay == 0:
-            raise ValueError("give a status, a delay_seconds, or both")
+        truncate_to = body.get("truncate_to")
+        if truncate_to is not None and (
+            isinstance(truncate_to, bool) or not isinstance(truncate_to, int) or truncate_to < 0
+        ):
+            raise ValueError("truncate_to must be a whole number, 0 or more")
+        if truncate_to is not None and status is not None:
+            raise ValueError("a truncated answer is a success: give truncate_to or status, not both")
+        if status is None and delay == 0 and truncate_to is None:
+            raise ValueError(
+                "give a status, a delay_seconds, a truncate_to, or a delay with one of the others"
+            )
         code, message = body.get("code"), body.get("message")
         if not isinstance(code, str | None) or not isinstance(message, str | None):
             raise TypeError("code and message must be strings")
-        return cls(path_prefix, method, status, code, message, count, float(delay))
+        return cls(path_prefix, method, status, code, message, count, float(delay), truncate_to)
 
 
 class FaultInjector:

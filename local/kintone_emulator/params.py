@@ -8,8 +8,8 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from .directory import User
 from .errors import KintoneError, invalid_param
-from .schema import User
 
 MAX_WAIT_SECONDS = 120.0
 DEFAULT_WAIT_SECONDS = 10.0

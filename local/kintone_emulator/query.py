@@ -10,8 +10,9 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .directory import User
 from .errors import KintoneError, query_error
-from .schema import AppSchema, User
+from .schema import AppSchema
 from .values import as_text, minute_of
 
 if TYPE_CHECKING:

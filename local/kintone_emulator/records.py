@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .directory import User
 from .errors import KintoneError, add_error, invalid_input, record_not_found, revision_conflict
 from .query import QueryCompiler, QueryParser
-from .schema import AppSchema, FieldSpec, User
+from .schema import AppSchema, FieldSpec
 from .values import as_text, copy_value, format_minute, format_second, is_empty
 
 # Limits kintone documents for record queries.

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .directory import User
 from .errors import KintoneError, invalid_param
 from .params import id_list, int_param, revision_param
 from .records import RecordStore
-from .schema import User
 
 # Limits kintone documents for these APIs.
 MAX_RECORDS_PER_WRITE = 100

@@ -9,19 +9,6 @@ FIELD_TYPES = frozenset({"SINGLE_LINE_TEXT", "MULTI_LINE_TEXT", "NUMBER", "DROP_
 
 
 @dataclasses.dataclass(frozen=True)
-class User:
-    code: str
-    name: str
-
-    def as_json(self) -> dict[str, str]:
-        return {"code": self.code, "name": self.name}
-
-
-# kintone attributes whatever is done with an API token to the built-in administrator account.
-API_TOKEN_USER = User("Administrator", "Administrator")
-
-
-@dataclasses.dataclass(frozen=True)
 class FieldSpec:
     code: str
     type: str
