@@ -53,13 +53,7 @@ class LiteLLMKeyGateway:
             # Created outright rather than looked up first: /team/info lists every key of the team
             # and slows down as a team grows, while /team/new answers 400 "already exists" at once.
             body = {"team_id": team_id, "team_alias": team_id, "models": list(policy.models)}
-            body.update(
-                {
-                    name: value
-                    for name, value in policy.model_dump(exclude={"models"}).items()
-                    if value is not None
-                }
-            )
+            body.update(policy.litellm_limits())
             created = self._request("POST", "/team/new", json=body)
             if created.status_code != 400 or "already exists" not in created.text:
                 self._raise_for_status(created)

@@ -80,7 +80,17 @@ def test_missing_environment_choice_explains_how_to_choose() -> None:
         ("key_secret_prefix", "no-trailing-slash", r"'key_secret_prefix' is invalid"),
         ("secret_recovery_window_days", 3, r"'secret_recovery_window_days' is invalid"),
         ("team_catalog.ops", {"models": []}, r"'team_catalog\.ops\.models' is invalid"),
-        ("team_catalog.ops", {"models": ["claude-haiku"] * 400}, r"bytes of the functions' environment"),
+        ("team_catalog.ops", {"models": ["claude-haiku"]}, r"'team_catalog\.ops\.members' is missing"),
+        (
+            "team_catalog.research.members",
+            {"organizations": [], "groups": []},
+            r"'team_catalog\.research\.members' is invalid: .*at least one organization or group",
+        ),
+        (
+            "team_catalog.ops",
+            {"models": ["claude-haiku"] * 400, "members": {"groups": ["ops"]}},
+            r"bytes of the functions' environment",
+        ),
         (
             "gateway.certificate_arn",
             "arn:aws:acm:us-east-1:222222222222:certificate/00000000-0000-0000-0000-000000000000",
