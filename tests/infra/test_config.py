@@ -74,6 +74,8 @@ def test_missing_environment_choice_explains_how_to_choose() -> None:
         ("account", "12345", r"'account' is invalid"),
         ("alarm_email", "not-an-address", r"'alarm_email' is invalid"),
         ("kintone.app_id", 0, r"'kintone\.app_id' is invalid"),
+        ("kintone.operators_group", "everyone", r"'kintone\.operators_group' is invalid: .*every key"),
+        ("kintone.operators_group", "llm operators", r"'kintone\.operators_group' is invalid"),
         ("network.office_cidrs", ["0.0.0.0/0"], r"'network\.office_cidrs' is invalid: .*every address"),
         ("network.vpc_id", "vpc-0123456789abcdef0", r"'network' is invalid: .*one private subnet id per"),
         ("key_secret_prefix", "kintone-llm/staging/", r"must not cover the platform's own secrets"),
