@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .admin import AdminApi, error_response
+from .app_settings import AppSettings
 from .auth import Authenticator
 from .directory import Directory
 from .errors import KintoneError
@@ -18,10 +19,12 @@ from .params import (
     DEFAULT_WAIT_SECONDS,
     request_params,
 )
+from .permissions import Access
 from .records import DELETE_KEY_STYLES, RecordCondition, RecordMatch, RecordStore
 from .rest_api import RecordApi
 from .schema import DEFAULT_SCHEMA, AppSchema
 from .server import EmulatorHTTPServer, Response, url_host
+from .settings_api import SettingsApi
 from .user_api import UserApi
 from .webhooks import WEBHOOKS_PER_MINUTE, WebhookDispatcher
 
@@ -62,6 +65,7 @@ class KintoneEmulator:
         reject_unknown_fields: bool = False,
         directory: Directory | None = None,
         app_management_tokens: Iterable[str] = (),
+        app_creator: str | None = None,
     ) -> None:
         if not re.fullmatch(r"[1-9]\d*", str(app_id)):
             raise ValueError("app_id must be a positive whole number")
@@ -80,15 +84,23 @@ class KintoneEmulator:
             publish=self._dispatcher.publish,
             reject_unknown_fields=reject_unknown_fields,
             delete_key_style=delete_notification_keys,
+            user_name=self._user_name,
         )
         self._faults = FaultInjector()
         self._gate = ConcurrencyGate(max_concurrent_requests)
         self._server: EmulatorHTTPServer | None = None
         self._server_thread: threading.Thread | None = None
         self._base_url: str | None = None
+        self._app_creator = app_creator
+        self._settings = AppSettings(schema, on_deploy=self._store.set_schema)
         self._record_api = RecordApi(self.app_id, self._store)
+        self._settings_api = SettingsApi(self.app_id, self._settings)
         self._user_api = UserApi(self.directory)
         self._admin_api = AdminApi(self, self._store, self._dispatcher)
+
+    def _user_name(self, code: str) -> str | None:
+        user = self.directory.user(code)
+        return None if user is None else user.name
 
     # ---- life cycle -------------------------------------------------------------------------------
 
@@ -174,19 +186,39 @@ class KintoneEmulator:
         self._store.set_times(record_id, created_at=created_at, updated_at=updated_at)
 
     def settings(self) -> dict[str, Any]:
-        return {**self._dispatcher.settings(), "delete_notification_keys": self._store.delete_key_style}
+        return {
+            **self._dispatcher.settings(),
+            "delete_notification_keys": self._store.delete_key_style,
+            "deploy_seconds": self._settings.deploy_seconds,
+            "fail_next_deploy": self._settings.fail_next_deploy,
+        }
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        """Changes ``webhook_url``, ``webhook_rate_per_minute``, ``webhook_enabled`` or
-        ``delete_notification_keys`` ("deleteBy" or "deletedBy"); returns the settings."""
-        unknown = set(settings) - {*self._dispatcher.settings(), "delete_notification_keys"}
+        """Changes ``webhook_url``, ``webhook_rate_per_minute``, ``webhook_enabled``,
+        ``delete_notification_keys`` ("deleteBy" or "deletedBy"), ``deploy_seconds`` (how long a
+        deploy stays PROCESSING) or ``fail_next_deploy``; returns the settings."""
+        unknown = set(settings) - set(self.settings())
         if unknown:
             raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
         style = settings.get("delete_notification_keys", self._store.delete_key_style)
         if style not in DELETE_KEY_STYLES:
             raise ValueError(f"delete_notification_keys must be one of {DELETE_KEY_STYLES}")
-        self._dispatcher.configure(settings)
+        deploy_seconds = settings.get("deploy_seconds", self._settings.deploy_seconds)
+        if (
+            isinstance(deploy_seconds, bool)
+            or not isinstance(deploy_seconds, int | float)
+            or deploy_seconds < 0
+        ):
+            raise ValueError("deploy_seconds must be a number of seconds, 0 or more")
+        fail_next_deploy = settings.get("fail_next_deploy", self._settings.fail_next_deploy)
+        if not isinstance(fail_next_deploy, bool):
+            raise TypeError("fail_next_deploy must be true or false")
+        self._dispatcher.configure(
+            {key: value for key, value in settings.items() if key in self._dispatcher.settings()}
+        )
         self._store.delete_key_style = style
+        self._settings.deploy_seconds = float(deploy_seconds)
+        self._settings.fail_next_deploy = fail_next_deploy
         return self.settings()
 
     def add_fault(self, **rule: Any) -> list[dict[str, Any]]:
@@ -264,10 +296,10 @@ class KintoneEmulator:
         self, method: str, path: str, headers: Mapping[str, str], params: dict[str, Any]
     ) -> dict[str, Any]:
         caller = self._authenticator.kintone_caller(headers)
-        route = self._record_api.routes.get((method, path))
+        route = self._record_api.routes.get((method, path)) or self._settings_api.routes.get((method, path))
         if route is None:
             raise KintoneError(404, "EMULATOR_NOT_IMPLEMENTED", f"The emulator has no API {method} {path}.")
-        return route(params, caller.user)
+        return route(params, Access(caller, self._settings.live(), self.directory, self._app_creator))
 
     def _serve_user_api(
         self, method: str, path: str, headers: Mapping[str, str], params: dict[str, Any]
