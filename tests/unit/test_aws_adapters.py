@@ -9,12 +9,13 @@ import re
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
 from lambdas.adapters.dynamodb_state_store import DynamoDBStateStore
 from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
-from lambdas.domain.ports import KeyState, KeyStatus, RecordRef, SecretLabels
+from lambdas.domain.ports import KeyState, KeyStatus, RecordRef, SecretLabels, StateConflictError
 
 REF = RecordRef(app_id="1", record_id="42")
 LABELS = SecretLabels(
@@ -104,6 +105,56 @@ def test_rotation_is_turned_on_once_after_issuance() -> None:
         stub.assert_no_pending_responses()
 
 
+def test_a_rotation_request_turns_rotation_on_where_its_set_up_failed() -> None:
+    rotator = "arn:aws:lambda:ap-northeast-1:123456789012:function:rotator"
+    client = boto3.client("secretsmanager", region_name="ap-northeast-1")
+    store = SecretsManagerKeyStore(lambda _user: client, "keys/test/", "", 7, rotator, rotation_days=30)
+    name = "keys/test/app-1/record-42"
+    with Stubber(client) as stub:
+        stub.add_response("describe_secret", {"Name": name, "RotationEnabled": False}, {"SecretId": name})
+        stub.add_response(
+            "rotate_secret",
+            {"Name": name},
+            {
+                "SecretId": name,
+                "RotationLambdaARN": rotator,
+                "RotationRules": {"AutomaticallyAfterDays": 30},
+                "RotateImmediately": True,
+            },
+        )
+        store.request_rotation(REF)
+        stub.assert_no_pending_responses()
+
+
+def test_a_refused_rotation_request_is_not_reported_as_started() -> None:
+    client = boto3.client("secretsmanager", region_name="ap-northeast-1")
+    rotator = "arn:aws:lambda:ap-northeast-1:123456789012:function:rotator"
+    store = SecretsManagerKeyStore(lambda _user: client, "keys/test/", "", 7, rotator, rotation_days=30)
+    name = "keys/test/app-1/record-42"
+    with Stubber(client) as stub:
+        stub.add_response(
+            "describe_secret",
+            {"Name": name, "RotationEnabled": True, "VersionIdsToStages": {"v1" * 16: ["AWSCURRENT"]}},
+            {"SecretId": name},
+        )
+        stub.add_client_error("rotate_secret", "InvalidRequestException", "rotation function not found")
+        with pytest.raises(ClientError):
+            store.request_rotation(REF)
+
+        # A rotation under way (a pending version) is what was asked for.
+        stub.add_response(
+            "describe_secret",
+            {
+                "Name": name,
+                "RotationEnabled": True,
+                "VersionIdsToStages": {"v1" * 16: ["AWSCURRENT"], "v2" * 16: ["AWSPENDING"]},
+            },
+            {"SecretId": name},
+        )
+        stub.add_client_error("rotate_secret", "InvalidRequestException", "A previous rotation isn't done")
+        store.request_rotation(REF)
+
+
 def test_state_round_trips(aws) -> None:
     dynamodb = boto3.resource("dynamodb")
     table = dynamodb.create_table(
@@ -126,8 +177,32 @@ def test_state_round_trips(aws) -> None:
         record_revision=3,
         updated_at=1_700_000_000.25,
     )
-    states.put(state)
-    assert states.get(REF) == state
+    stored = states.put(state, expected=None)
+    assert stored.version == 1
+    assert states.get(REF) == stored == state.model_copy(update={"version": 1})
+
+
+def test_a_state_write_over_a_state_that_changed_since_it_was_read_is_refused(aws) -> None:
+    dynamodb = boto3.resource("dynamodb")
+    table = dynamodb.create_table(
+        TableName="state",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )
+    states = DynamoDBStateStore(table)
+    issuing = KeyState(app_id="1", record_id="42", status=KeyStatus.ISSUING)
+    read = states.put(issuing, expected=None)
+    with pytest.raises(StateConflictError):
+        states.put(issuing, expected=None)  # someone else created it first
+    states.put(read.model_copy(update={"team": "research"}), expected=read)
+    with pytest.raises(StateConflictError):
+        states.put(read.model_copy(update={"status": KeyStatus.ISSUED}), expected=read)  # stale read
+    # A state stored before versions existed reads as version 0 and is still written conditionally.
+    table.put_item(Item={"pk": "app#1#record#43", "app_id": "1", "record_id": "43", "status": "ISSUED"})
+    legacy = states.get(RecordRef(app_id="1", record_id="43"))
+    assert legacy.version == 0
+    assert states.put(legacy.model_copy(update={"team": "t"}), expected=legacy).version == 1
 
 
 def test_secret_writes_run_as_the_kintone_user(aws) -> None:
