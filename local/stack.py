@@ -160,6 +160,7 @@ def function_environment(
         "LITELLM_MASTER_KEY_SECRET_ID": resources.litellm_master_key_secret_id,
         "WEBHOOK_TOKEN_SECRET_ID": resources.webhook_token_secret_id,
         "QUEUE_URL": resources.queue_url,
+        "DEAD_LETTER_QUEUE_URL": resources.dead_letter_queue_url,
         "STATE_TABLE_NAME": resources.state_table_name,
         "KEY_SECRET_PREFIX": f"{namespace}/keys/",
         "KEY_ALIAS_PREFIX": key_alias_prefix,

@@ -359,6 +359,9 @@ def local_stack() -> Iterator[LocalStack]:
     )
     environment["MESSAGE_LANGUAGE"] = "en"
     environment["HTTP_TIMEOUT_SECONDS"] = "2"  # so an injected hang becomes a timeout quickly
+    # The backoff between deliveries, 1, 2, 4, 8 s (with jitter) instead of 5 to 40: the same
+    # mechanism, short enough for a test to see a request through all its attempts.
+    environment["REDELIVERY_BASE_SECONDS"] = "1"
     saved_environment = dict(os.environ)
     os.environ.update(environment)
     reset_caches()
