@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
+import re
 
 import boto3
 import pytest
@@ -214,7 +217,7 @@ def test_secret_writes_run_as_the_kintone_user(aws) -> None:
     acting = clients("taro.yamada@example.com")
 
     assert acting is clients("taro.yamada@example.com")  # one session per user, reused
-    assert clients("") is clients("x")  # no usable identity: the function's own role
+    assert clients("") is clients._default  # no user: the function's own role
     credentials = acting._request_signer._credentials
     caller = boto3.client(
         "sts",
@@ -223,3 +226,62 @@ def test_secret_writes_run_as_the_kintone_user(aws) -> None:
         aws_session_token=credentials.token,
     ).get_caller_identity()
     assert caller["Arn"].endswith(":assumed-role/audit/kintone-taro.yamada@example.com")
+
+
+def test_every_kintone_user_has_an_identity_of_their_own_that_reads_back(aws) -> None:
+    """Non-ASCII names used to collapse to `_` (山田 and 田中 both `__`): now escaped, reversibly."""
+    from lambdas.adapters import source_identity  # noqa: PLC0415
+    from lambdas.adapters.wiring import AuditedClients  # noqa: PLC0415
+
+    role_arn = boto3.client("iam").create_role(
+        RoleName="audit", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )["Role"]["Arn"]
+    sent: list[dict] = []
+    events = boto3._get_default_session().events
+    events.register("provide-client-params.sts.AssumeRole", lambda params, **_: sent.append(dict(params)))
+    try:
+        users = ["山田", "田中", "a", "x=3D", "x=", "user+tag@example.com", "鈴木" * 40, "鈴木" * 41, "taro"]
+        clients = AuditedClients(role_arn)
+        for user in users:
+            clients(user)
+    finally:
+        events.unregister("provide-client-params.sts.AssumeRole")
+    identities = [params["SourceIdentity"] for params in sent]
+    assert len(set(identities)) == len(users)
+    for user, identity, params in zip(users, identities, sent, strict=True):
+        # STS: 2-64 characters of [\w+=,.@-], for SourceIdentity and RoleSessionName alike.
+        assert re.fullmatch(r"[A-Za-z0-9_+=,.@-]{2,64}", identity)
+        assert re.fullmatch(r"[A-Za-z0-9_+=,.@-]{2,64}", params["RoleSessionName"])
+        decoded = source_identity.decode(identity)
+        if "==" in identity:  # too long: a prefix of the name, then its hash
+            start, _, rest = decoded.partition("… (sha256 ")
+            assert user.startswith(start) and len(start) >= 5
+            assert rest == f"{hashlib.sha256(user.encode()).hexdigest()[:12]}…)"
+        else:
+            assert decoded == user
+    assert identities[-1] == "taro"  # plain login names stay readable as they are
+
+
+def test_a_credential_follows_its_secret_once_the_cache_expires_or_it_is_refused(aws) -> None:
+    """Clients used to hold the token read at container start until the container was recycled."""
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
+
+    from lambdas.adapters.credentials import SecretCredential  # noqa: PLC0415
+
+    parameters.clear_caches()
+    secrets = boto3.client("secretsmanager")
+    secrets.create_secret(Name="kintone-token", SecretString="token-one-xxxx")
+    credential = SecretCredential("kintone-token")
+    assert credential.current() == "token-one-xxxx"
+
+    secrets.put_secret_value(SecretId="kintone-token", SecretString="token-two-xxxx")
+    assert credential.current() == "token-one-xxxx"  # within the cache's age: no read
+    for provider in parameters.base.DEFAULT_PROVIDERS.values():  # as if SECRET_CACHE_SECONDS passed
+        for key, entry in provider.store.items():
+            provider.store[key] = entry._replace(ttl=datetime.datetime.now() - datetime.timedelta(seconds=1))
+    assert credential.current() == "token-two-xxxx"
+
+    secrets.put_secret_value(SecretId="kintone-token", SecretString="token-three-xx")
+    assert credential.refreshed() == "token-three-xx"  # a refused token: read past the cache
+    assert credential.current() == "token-three-xx"
+    parameters.clear_caches()
