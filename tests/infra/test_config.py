@@ -75,6 +75,8 @@ def test_missing_environment_choice_explains_how_to_choose() -> None:
         ("account", "12345", r"'account' is invalid"),
         ("alarm_email", "not-an-address", r"'alarm_email' is invalid"),
         ("kintone.app_id", 0, r"'kintone\.app_id' is invalid"),
+        ("kintone.operators_group", "everyone", r"'kintone\.operators_group' is invalid: .*every key"),
+        ("kintone.operators_group", "llm operators", r"'kintone\.operators_group' is invalid"),
         ("network.office_cidrs", ["0.0.0.0/0"], r"'network\.office_cidrs' is invalid: .*every address"),
         ("network.vpc_id", "vpc-0123456789abcdef0", r"'network' is invalid: .*one private subnet id per"),
         ("gateway.models", {"claude": "anthropic.claude-3-5-sonnet-20240620-v1:0"}, r"legacy or retired"),
@@ -95,7 +97,17 @@ def test_missing_environment_choice_explains_how_to_choose() -> None:
         ("key_secret_prefix", "no-trailing-slash", r"'key_secret_prefix' is invalid"),
         ("secret_recovery_window_days", 3, r"'secret_recovery_window_days' is invalid"),
         ("team_catalog.ops", {"models": []}, r"'team_catalog\.ops\.models' is invalid"),
-        ("team_catalog.ops", {"models": ["claude-haiku"] * 400}, r"bytes of the functions' environment"),
+        ("team_catalog.ops", {"models": ["claude-haiku"]}, r"'team_catalog\.ops\.members' is missing"),
+        (
+            "team_catalog.research.members",
+            {"organizations": [], "groups": []},
+            r"'team_catalog\.research\.members' is invalid: .*at least one organization or group",
+        ),
+        (
+            "team_catalog.ops",
+            {"models": ["claude-haiku"] * 400, "members": {"groups": ["ops"]}},
+            r"bytes of the functions' environment",
+        ),
         (
             "gateway.certificate_arn",
             "arn:aws:acm:us-east-1:222222222222:certificate/00000000-0000-0000-0000-000000000000",
