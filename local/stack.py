@@ -95,17 +95,20 @@ def _ensure_kintone(stack_secrets: dict[str, Any]) -> tuple[str, str, str, bool]
     if all(real):
         return real[0].rstrip("/"), real[1], real[2], False
     ready_file = STATE_DIR / "kintone-emulator.url"
+    directory_file = STATE_DIR / "kintone-directory.json"  # passwords: 0600, like stack-secrets.json
+    directory = json.dumps(
+        kintone_directory.directory_document(
+            stack_secrets["kintone_user_passwords"], _user_api_token(stack_secrets)
+        )
+    )
+    running_directory = directory_file.read_text() if directory_file.exists() else None
+    if running_pid(EMULATOR_PROCESS, STATE_DIR) is not None and running_directory != directory:
+        # Started before it had this directory, or with another CYBOZU_USER_API_TOKEN: start it anew.
+        stop_background(EMULATOR_PROCESS, STATE_DIR)
     if running_pid(EMULATOR_PROCESS, STATE_DIR) is None:
         ready_file.unlink(missing_ok=True)
-        directory_file = STATE_DIR / "kintone-directory.json"  # passwords: 0600, like stack-secrets.json
         directory_file.touch(mode=0o600)
-        directory_file.write_text(
-            json.dumps(
-                kintone_directory.directory_document(
-                    stack_secrets["kintone_user_passwords"], _user_api_token(stack_secrets)
-                )
-            )
-        )
+        directory_file.write_text(directory)
         start_background(
             EMULATOR_PROCESS,
             [

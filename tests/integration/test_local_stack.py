@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +102,30 @@ def test_the_stack_env_names_the_directory_and_its_users_can_sign_in() -> None:
         not_admin = next(iter(users))
         as_user = kintone_directory.password_header(not_admin, users[not_admin]["password"])
         assert kintone.put("/v1/users.json", json=unchanged, headers=as_user).status_code == 403
+
+
+def test_make_up_honours_a_user_api_token_from_its_environment() -> None:
+    def up(environment: dict[str, str]) -> dict[str, str]:
+        subprocess.run(
+            [sys.executable, "-m", "local.stack", "up"],
+            cwd=REPO_ROOT,
+            env=environment,
+            check=True,
+            capture_output=True,
+        )
+        return dict(line.split("=", 1) for line in (STATE_DIR / "env").read_text().splitlines())
+
+    others = {name: value for name, value in os.environ.items() if name != "CYBOZU_USER_API_TOKEN"}
+    given = "token-given-to-make-up-" + secrets.token_urlsafe(8)
+    try:
+        stack_env = up({**others, "CYBOZU_USER_API_TOKEN": given})
+        assert stack_env["CYBOZU_USER_API_TOKEN"] == given
+        answer = httpx.get(
+            f"{stack_env['KINTONE_BASE_URL']}/v1/users.json",
+            headers={"Authorization": f"Bearer {given}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200 and answer.json()["users"]
+    finally:
+        restored = up(others)
+    assert restored["CYBOZU_USER_API_TOKEN"] != given
