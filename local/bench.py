@@ -64,7 +64,7 @@ def raw_generate_ms(base_url: str, master_key: str, count: int) -> list[float]:
 def time_to_key_ms(settings: dict[str, str], count: int) -> list[float]:
     kintone = httpx.Client(base_url=settings["KINTONE_BASE_URL"], timeout=30)
     litellm = httpx.Client(base_url=settings["LITELLM_BASE_URL"], timeout=30)
-    headers = {"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"], "X-Emulator-User": "bench"}
+    headers = {"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"], "X-Emulator-User": "taro"}
     durations = []
     for index in range(count + stack.WORKER_COUNT):
         record_id = kintone.post(
@@ -110,6 +110,7 @@ def webhook_handler_ms(count: int) -> list[float]:
         "bench",
         kintone_api_token="unused-by-the-webhook",  # noqa: S106 - a placeholder, not a credential
         litellm_master_key="unused-by-the-webhook",
+        cybozu_user_api_token="unused-by-the-webhook",  # noqa: S106 - a placeholder, not a credential
     )
     environment.update(
         {"QUEUE_URL": resources.queue_url, "WEBHOOK_TOKEN_SECRET_ID": resources.webhook_token_secret_id}
@@ -223,7 +224,7 @@ def burst(settings: dict[str, str], count: int, fault_share: float) -> dict[str,
         headers={"Authorization": f"Bearer {settings['LITELLM_MASTER_KEY']}"},
         timeout=60,
     )
-    headers = {"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"], "X-Emulator-User": "burst"}
+    headers = {"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"], "X-Emulator-User": "hanako"}
     faults = round(count * fault_share)
     kintone.post(
         "/_emulator/faults",

@@ -19,7 +19,8 @@ WAIT_SECONDS = 30
 def save_record(base_url: str, app_id: str, api_token: str, is_emulator: bool) -> str:
     headers = {"X-Cybozu-API-Token": api_token}
     if is_emulator:
-        headers["X-Emulator-User"] = "demo-user"  # as if saved from the kintone screen
+        # As if saved from the kintone screen by taro, a member of platform (local/directory.py).
+        headers["X-Emulator-User"] = "taro"
     response = httpx.post(
         f"{base_url}/k/v1/record.json",
         headers=headers,

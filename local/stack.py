@@ -8,7 +8,8 @@ Parts: LiteLLM on PostgreSQL, moto's server (SQS, Secrets Manager, DynamoDB), th
 the webhook endpoint (API Gateway stand-in), worker processes polling the queue (Lambda stand-in)
 and the reconciler on a schedule (EventBridge stand-in, every RECONCILE_INTERVAL_SECONDS, default 60).
 KINTONE_BASE_URL + KINTONE_APP_ID + KINTONE_API_TOKEN in the environment select a real kintone app
-instead of the emulator; LITELLM_BASE_URL + LITELLM_MASTER_KEY a running LiteLLM.
+instead of the emulator (with CYBOZU_USER_API_TOKEN, its domain's User API token); LITELLM_BASE_URL
++ LITELLM_MASTER_KEY a running LiteLLM. CYBOZU_USER_API_TOKEN also overrides the emulator's token.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from lambdas.domain.teams import LOCAL_TEAM_CATALOG
+from local import directory
 from local.aws_resources import (
     LOCAL_AWS_ENVIRONMENT,
     MOTO_PROCESS,
@@ -61,13 +63,16 @@ def _wait_for_file(path: Path, process_name: str) -> str:
 def _stack_secrets() -> dict[str, str]:
     """Tokens of this stack, made once and kept (0600) so that `up` twice keeps the same URLs."""
     path = STATE_DIR / "stack-secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    values = json.loads(path.read_text()) if path.exists() else {}
+    if directory.USER_API_TOKEN_SECRET in values:
+        return values
     alphabet = string.ascii_letters + string.digits
     values = {
         # kintone API tokens are 40 alphanumerics.
         "kintone_api_token": "".join(secrets.choice(alphabet) for _ in range(40)),
         "webhook_token": secrets.token_urlsafe(32),
+        **values,  # a stack made before the directory keeps its tokens
+        **directory.new_directory_secrets(),
     }
     path.touch(mode=0o600)
     path.write_text(json.dumps(values))
@@ -82,6 +87,9 @@ def _ensure_kintone(stack_secrets: dict[str, str]) -> tuple[str, str, str, bool]
     ready_file = STATE_DIR / "kintone-emulator.url"
     if running_pid(EMULATOR_PROCESS, STATE_DIR) is None:
         ready_file.unlink(missing_ok=True)
+        directory_file = STATE_DIR / "directory.json"  # holds passwords and the User API token
+        directory_file.touch(mode=0o600)
+        directory_file.write_text(json.dumps(directory.directory_document(stack_secrets)))
         start_background(
             EMULATOR_PROCESS,
             [
@@ -94,6 +102,8 @@ def _ensure_kintone(stack_secrets: dict[str, str]) -> tuple[str, str, str, bool]
                 EMULATOR_APP_ID,
                 "--api-token",
                 stack_secrets["kintone_api_token"],
+                "--directory",
+                str(directory_file),
                 "--ready-file",
                 str(ready_file),
             ],
@@ -130,6 +140,7 @@ def function_environment(
         "KINTONE_API_TOKEN_SECRET_ID": resources.kintone_api_token_secret_id,
         "LITELLM_BASE_URL": litellm_base_url,
         "LITELLM_MASTER_KEY_SECRET_ID": resources.litellm_master_key_secret_id,
+        "CYBOZU_USER_API_TOKEN_SECRET_ID": resources.cybozu_user_api_token_secret_id,
         "WEBHOOK_TOKEN_SECRET_ID": resources.webhook_token_secret_id,
         "QUEUE_URL": resources.queue_url,
         "STATE_TABLE_NAME": resources.state_table_name,
@@ -153,12 +164,20 @@ def up() -> dict[str, str]:
     stack_secrets = _stack_secrets()
     litellm = _ensure_litellm()
     kintone_base_url, kintone_app_id, kintone_api_token, is_emulator = _ensure_kintone(stack_secrets)
+    user_api_token = os.environ.get("CYBOZU_USER_API_TOKEN", "")
+    if not user_api_token and not is_emulator:
+        raise SystemExit(
+            "CYBOZU_USER_API_TOKEN is needed with a real kintone: a cybozu.com common-administration "
+            "API token (Read scope) of its domain, to check who may hold which team's keys"
+        )
+    user_api_token = user_api_token or stack_secrets[directory.USER_API_TOKEN_SECRET]
     aws_endpoint = ensure_moto_server(STATE_DIR)
     resources = create_provisioning_resources(
         aws_endpoint,
         NAMESPACE,
         kintone_api_token=kintone_api_token,
         litellm_master_key=litellm.master_key,
+        cybozu_user_api_token=user_api_token,
         webhook_token=stack_secrets["webhook_token"],
     )
     environment = function_environment(
@@ -196,7 +215,12 @@ def up() -> dict[str, str]:
         "STATE_TABLE_NAME": resources.state_table_name,
         "KEY_SECRET_PREFIX": environment["KEY_SECRET_PREFIX"],
         "KINTONE_IS_EMULATOR": "true" if is_emulator else "false",
+        "CYBOZU_USER_API_TOKEN": user_api_token,
     }
+    if is_emulator:
+        stack_env["KINTONE_DEMO_USERS"] = json.dumps(directory.demo_users(stack_secrets))
+        stack_env["KINTONE_ADMIN_LOGIN"] = directory.ADMIN_LOGIN
+        stack_env["KINTONE_ADMIN_PASSWORD"] = stack_secrets[directory.password_secret(directory.ADMIN_LOGIN)]
     env_file = STATE_DIR / "env"
     env_file.touch(mode=0o600)
     env_file.write_text("".join(f"{name}={value}\n" for name, value in stack_env.items()))

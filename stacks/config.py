@@ -36,7 +36,7 @@ LAMBDA_ENVIRONMENT_BUDGET_BYTES = 2500
 
 # The platform's own secrets, named kintone-llm/<env>/<purpose>; key secrets must stay apart from them.
 PLATFORM_SECRETS = ("webhook-token", "kintone-api-token", "litellm-master-key", "litellm-salt-key",
-                    "database-credentials")  # fmt: skip
+                    "database-credentials", "cybozu-user-api")  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -186,6 +186,9 @@ class KintoneSettings(_Settings):
     app_id: int = Field(gt=0)
     field_codes: FieldCodes = FieldCodes()
     message_language: Literal["ja", "en"] = "ja"
+    # The directory (cybozu.com User API) is read with a common-administration API token (Read scope)
+    # kept in the cybozu-user-api secret; or, when this login name is set, with that user's password.
+    user_api_login: str | None = Field(default=None, pattern=r"^\S{1,128}$")
     # The cybozu group (its code) that sees and edits every record and alone manages the app;
     # `python -m ops.kintone_app` writes it into the app's permissions.
     operators_group: str = Field(pattern=r"^\S{1,100}$")

@@ -12,11 +12,13 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities import parameters
 
+from lambdas.adapters.cybozu_directory import CybozuDirectory, api_token_headers, password_headers
 from lambdas.adapters.dynamodb_state_store import DynamoDBStateStore
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMKeyGateway
 from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
 from lambdas.adapters.sqs_work_queue import SqsWorkQueue
+from lambdas.domain.membership import Memberships
 from lambdas.domain.ports import RotationRequester
 from lambdas.domain.provisioning import KeyProvisioner, ProvisioningConfig
 from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
@@ -133,6 +135,19 @@ def litellm_gateway() -> LiteLLMKeyGateway:
 
 
 @cache
+def memberships() -> Memberships:
+    """The directory, with the common-administration API token or else the login and password."""
+    settings = load_settings()
+    if settings.cybozu_user_api_token_secret_id:
+        headers = api_token_headers(secret_value(settings.cybozu_user_api_token_secret_id))
+    else:
+        headers = password_headers(
+            settings.cybozu_user_api_login, secret_value(settings.cybozu_user_api_password_secret_id)
+        )
+    return Memberships(CybozuDirectory(settings.kintone_base_url, headers, settings.http_timeout_seconds))
+
+
+@cache
 def provisioner() -> KeyProvisioner:
     settings = load_settings()
     return KeyProvisioner(
@@ -148,6 +163,7 @@ def provisioner() -> KeyProvisioner:
         key_store=key_store(),
         state_store=state_store(),
         rotations=rotation_requester(),
+        memberships=memberships(),
     )
 
 
@@ -179,12 +195,14 @@ def build_reconciler(clock: Callable[[], float] = time.time) -> Reconciler:
             full_sweep_seconds=settings.reconcile_full_sweep_seconds,
             max_revoke_share=settings.max_revoke_share,
             mass_revoke_floor=settings.mass_revoke_floor,
+            team_catalog=settings.team_catalog,
         ),
         records=kintone_records(),
         state_store=state_store(),
         queue=SqsWorkQueue(sqs_client(), settings.queue_url),
         gateway=litellm_gateway(),
         clock=clock,
+        memberships=memberships(),
     )
 
 
@@ -204,6 +222,7 @@ def reset_caches() -> None:
         key_store,
         kintone_records,
         litellm_gateway,
+        memberships,
         state_store,
         provisioner,
         rotator,

@@ -7,6 +7,7 @@ emulator, and the real handlers running in this process so tests can watch them.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -29,7 +30,15 @@ from local.aws_resources import (
     ensure_moto_server,
     local_client,
 )
+from local.directory import (
+    ADMIN_LOGIN,
+    USER_API_TOKEN_SECRET,
+    directory_document,
+    new_directory_secrets,
+    password_secret,
+)
 from local.kintone_emulator import KintoneEmulator
+from local.kintone_emulator.directory import Directory
 from local.litellm_proxy import LiteLLMEndpoint, ensure_litellm
 from local.runtime import LocalRuntime, invoke_reconciler
 from local.stack import STATE_DIR, function_environment
@@ -52,6 +61,7 @@ class LocalStack:
     key_secret_prefix: str
     litellm_faults: FaultProxy
     aws_faults: AwsFaults
+    directory_secrets: dict[str, str]
 
     @property
     def kintone_url(self) -> str:
@@ -154,13 +164,15 @@ class LocalStack:
             timeout=10,
         ).raise_for_status()
 
-    def bulk_save(self, count: int) -> list[str]:
-        """`POST /k/v1/records.json` (an import through the API): kintone sends no webhook for it."""
+    def bulk_save(self, count: int, user: str = "taro") -> list[str]:
+        """`POST /k/v1/records.json` (an import through the API): kintone sends no webhook for it.
+
+        Saved by `user` rather than with the app's token alone, whose records belong to nobody."""
         record_ids: list[str] = []
         for start in range(0, count, 100):  # kintone's limit per request
             response = httpx.post(
                 f"{self.kintone_url}/k/v1/records.json",
-                headers={"X-Cybozu-API-Token": self.api_token},
+                headers={"X-Cybozu-API-Token": self.api_token, "X-Emulator-User": user},
                 json={
                     "app": APP_ID,
                     "records": [
@@ -183,6 +195,28 @@ class LocalStack:
             json={"app": APP_ID, "ids": [int(record_id) for record_id in record_ids]},
             timeout=10,
         ).raise_for_status()
+
+    # -- the cybozu.com directory, as its administrator changes it ------------------------------------
+
+    def user_api(self, method: str, path: str, body: dict[str, Any]) -> None:
+        """A write of the User API with the administrator's password (X-Cybozu-Authorization)."""
+        login = f"{ADMIN_LOGIN}:{self.directory_secrets[password_secret(ADMIN_LOGIN)]}"
+        response = httpx.request(
+            method,
+            f"{self.kintone_url}{path}",
+            headers={"X-Cybozu-Authorization": base64.b64encode(login.encode()).decode()},
+            json=body,
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+
+    def set_valid(self, user: str, valid: bool) -> None:
+        self.user_api("PUT", "/v1/users.json", {"users": [{"code": user, "valid": valid}]})
+
+    def set_organizations(self, user: str, organizations: list[str]) -> None:
+        """The user's whole list of organizations: those left out, they leave."""
+        entry = {"code": user, "organizations": [{"orgCode": code} for code in organizations]}
+        self.user_api("PUT", "/v1/userOrganizations.json", {"userOrganizations": [entry]})
 
     def reconcile(self, **event: Any) -> dict[str, Any]:
         """One run of the reconciler handler, as its schedule would invoke it (or an operator)."""
@@ -274,6 +308,24 @@ class AwsFaults:
         raise ClientError({"Error": {"Code": code, "Message": "injected fault"}}, model.name)
 
 
+# Members of platform besides the local directory's, each owning the keys of one offboarding test,
+# so that leaving touches no other test's keys.
+# leaver-listed-late comes last: the last member of platform in the User API's lists (by id).
+LEAVERS = (
+    "leaver-deactivated",
+    "leaver-moved",
+    "leaver-during-fault",
+    "leaver-en-masse",
+    "leaver-listed-late",
+)
+
+
+def integration_directory(directory_secrets: dict[str, str]) -> dict[str, Any]:
+    document = directory_document(directory_secrets)
+    document["users"] += [{"code": code, "organizations": ["platform"]} for code in LEAVERS]
+    return document
+
+
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[LocalStack]:
     litellm = ensure_litellm(STATE_DIR)
@@ -282,11 +334,21 @@ def local_stack() -> Iterator[LocalStack]:
     api_token = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
     litellm_faults = FaultProxy(litellm.base_url)
     aws_faults = AwsFaults()
+    directory_secrets = new_directory_secrets()
     # Tests save records far faster than kintone's 60 webhooks a minute; tests of that cap set it.
-    emulator = KintoneEmulator(app_id=APP_ID, api_tokens=[api_token], webhook_rate_per_minute=UNCAPPED)
+    emulator = KintoneEmulator(
+        app_id=APP_ID,
+        api_tokens=[api_token],
+        webhook_rate_per_minute=UNCAPPED,
+        directory=Directory.from_document(integration_directory(directory_secrets)),
+    )
     kintone_url = emulator.start()
     resources = create_provisioning_resources(
-        aws_endpoint, f"it-{session}", kintone_api_token=api_token, litellm_master_key=litellm.master_key
+        aws_endpoint,
+        f"it-{session}",
+        kintone_api_token=api_token,
+        litellm_master_key=litellm.master_key,
+        cybozu_user_api_token=directory_secrets[USER_API_TOKEN_SECRET],
     )
     environment = function_environment(
         aws_endpoint=aws_endpoint,
@@ -317,6 +379,7 @@ def local_stack() -> Iterator[LocalStack]:
             key_secret_prefix=environment["KEY_SECRET_PREFIX"],
             litellm_faults=litellm_faults,
             aws_faults=aws_faults,
+            directory_secrets=directory_secrets,
         )
     finally:
         runtime.stop()

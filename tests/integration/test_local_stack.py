@@ -23,7 +23,10 @@ def credentials_in_play(stack_env: dict[str, str]) -> set[str]:
         stack_env["LITELLM_MASTER_KEY"],
         stack_env["KINTONE_API_TOKEN"],
         stack_env["WEBHOOK_URL"].rsplit("/")[-1],
+        stack_env["CYBOZU_USER_API_TOKEN"],
+        stack_env["KINTONE_ADMIN_PASSWORD"],
     }
+    values |= {user["password"] for user in json.loads(stack_env["KINTONE_DEMO_USERS"]).values()}
     for page in client.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
         for secret in page["SecretList"]:
             try:

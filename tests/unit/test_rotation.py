@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambdas.domain.key_request import key_hash
+from lambdas.domain.membership import Memberships
 from lambdas.domain.ports import KeyStatus, RecordRef
 from lambdas.domain.provisioning import KeyProvisioner, Outcome, ProvisioningConfig
 from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
@@ -14,6 +15,7 @@ from lambdas.domain.teams import LOCAL_TEAM_CATALOG, TeamCatalog
 from lambdas.domain.webhook_events import WorkItem
 from tests.unit.fakes import (
     CrashPoints,
+    FakeDirectory,
     FakeGateway,
     FakeKeyStore,
     FakeQueue,
@@ -39,6 +41,8 @@ class World:
         self.key_store = FakeKeyStore(self.crashes)
         self.state_store = FakeStateStore()
         self.queue = FakeQueue()
+        self.directory = FakeDirectory()
+        memberships = Memberships(self.directory)
         codes = FieldCodes()
         self.provisioner = KeyProvisioner(
             ProvisioningConfig(
@@ -54,6 +58,7 @@ class World:
             self.state_store,
             clock=lambda: self.now,
             rotations=self.key_store,
+            memberships=memberships,
         )
         self.rotator = KeyRotator(
             RotationConfig(field_codes=codes, language="en", key_alias_prefix="kintone", grace_seconds=GRACE),
@@ -71,12 +76,14 @@ class World:
                 full_sweep_seconds=600,
                 max_revoke_share=max_revoke_share,
                 mass_revoke_floor=mass_revoke_floor,
+                team_catalog=TeamCatalog.model_validate(LOCAL_TEAM_CATALOG),
             ),
             self.records,
             self.state_store,
             self.queue,
             self.gateway,
             clock=lambda: self.now,
+            memberships=memberships,
         )
 
     def advance(self, seconds: float) -> None:
@@ -160,6 +167,7 @@ def test_a_team_change_after_a_rotation_updates_the_new_key(world: World) -> Non
     world.rotate(ref)
     new_key = world.records.value(ref, "api_key")
 
+    world.directory.move("taro", ["platform", "research"])
     world.records.edit(ref, team="research", models=["priced-gpt"])
     assert world.converge(ref).outcome == Outcome.UPDATED
 
