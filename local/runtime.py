@@ -21,28 +21,44 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import json
 import logging
+import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import boto3
 
 LOG = logging.getLogger("local.runtime")
 MAX_BATCH_SIZE = 10
+# The CDK stack's function timeout (stacks/constructs/functions.py, WORKER_TIMEOUT).
+FUNCTION_TIMEOUT_SECONDS = 60
+WEBHOOK_ROUTE = re.compile(r"/webhook/[^/]+")
+# API Gateway's payload limit for REST APIs.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
+CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+MAX_CHUNK_LINE = 4096
 # One invocation at a time per process, as in one Lambda container.
 INVOCATION_LOCK = threading.Lock()
 
 
 @dataclass
 class FakeLambdaContext:
+    """Lambda's context: the time left counts down from the function's timeout, as in Lambda."""
+
     function_name: str
     memory_limit_in_mb: int = 256
     aws_request_id: str = ""
     invoked_function_arn: str = ""
+    timeout_seconds: float = FUNCTION_TIMEOUT_SECONDS
+    started_at: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
@@ -51,12 +67,13 @@ class FakeLambdaContext:
             or f"arn:aws:lambda:ap-northeast-1:000000000000:function:{self.function_name}"
         )
 
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.started_at + self.timeout_seconds - time.monotonic()) * 1000))
 
 
-def api_gateway_event(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+def api_gateway_event(
+    method: str, path: str, headers: dict[str, str], body: bytes, query: str = ""
+) -> dict[str, Any]:
     """An API Gateway REST proxy event for the route POST /webhook/{token}."""
     path_parameters = None
     resource = path
@@ -69,14 +86,15 @@ def api_gateway_event(method: str, path: str, headers: dict[str, str], body: byt
     except UnicodeDecodeError:
         text, is_base64 = base64.b64encode(body).decode(), True
     request_id = str(uuid.uuid4())
+    query_values = parse_qs(query, keep_blank_values=True)
     return {
         "resource": resource,
         "path": path,
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
+        "queryStringParameters": {name: values[-1] for name, values in query_values.items()} or None,
+        "multiValueQueryStringParameters": query_values or None,
         "pathParameters": path_parameters,
         "stageVariables": None,
         "requestContext": {
@@ -197,40 +215,150 @@ class WebhookGateway(ThreadingHTTPServer):
 
 
 class _GatewayRequestHandler(BaseHTTPRequestHandler):
+    """API Gateway's side of the REST API: only POST /webhook/{token} is defined.
+
+    As API Gateway does, any other method or path gets 403 `Missing Authentication Token`, a body
+    over its 10 MB payload limit 413, and a request whose length cannot be known 400; every answer
+    is JSON `{"message": ...}`, never an HTML page.
+    """
+
     server: WebhookGateway
+    protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the path holds the webhook token; the handler logs what matters without it
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
-        event = api_gateway_event("POST", self.path.split("?")[0], dict(self.headers.items()), body)
+    def __getattr__(self, name: str) -> Any:
+        # BaseHTTPRequestHandler looks up do_<METHOD>; every method takes the same route, so an
+        # undefined one gets API Gateway's 403 rather than Python's 501.
+        if name.startswith("do_"):
+            return self._route
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Malformed request lines and headers: answered in API Gateway's shape, not as HTML."""
+        self.close_connection = True
+        self._answer(code, {"message": message or HTTPStatus(code).phrase})
+
+    def _route(self) -> None:
+        path, _, query = self.path.partition("?")
+        if self.command != "POST" or WEBHOOK_ROUTE.fullmatch(path) is None:
+            self.close_connection = True  # the body, if any, is left unread
+            self._answer(
+                HTTPStatus.FORBIDDEN,
+                {"message": "Missing Authentication Token"},
+                {"x-amzn-ErrorType": "MissingAuthenticationTokenException"},
+            )
+            return
+        try:
+            body = self._read_body()
+        except RequestRefusedError as refused:
+            self.close_connection = True
+            self._answer(refused.status, {"message": refused.message})
+            return
+        event = api_gateway_event("POST", path, dict(self.headers.items()), body, query)
         with INVOCATION_LOCK:
             response = self.server.webhook_handler(event, FakeLambdaContext("webhook"))
         payload = response.get("body") or ""
         data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
-        self.send_response(response["statusCode"])
-        for name, value in (response.get("headers") or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._answer(response["statusCode"], data, response.get("headers") or {})
 
-    do_GET = do_POST
-    do_PUT = do_POST
+    def _read_body(self) -> bytes:
+        lengths = self.headers.get_all("Content-Length") or []
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        if encodings:
+            if lengths or [value.strip().lower() for value in encodings] != ["chunked"]:
+                raise RequestRefusedError(HTTPStatus.BAD_REQUEST, "Bad Request")
+            return self._read_chunked()
+        if not lengths:
+            return b""
+        if len(lengths) > 1 or not CONTENT_LENGTH.fullmatch(lengths[0].strip()):
+            raise RequestRefusedError(HTTPStatus.BAD_REQUEST, "Bad Request")
+        length = int(lengths[0])
+        if length > MAX_PAYLOAD_BYTES:
+            raise RequestRefusedError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request Too Long")
+        return self._read_exactly(length)
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while True:
+            size_line = self.rfile.readline(MAX_CHUNK_LINE + 1)
+            size_text = size_line.split(b";", 1)[0].strip()
+            if len(size_line) > MAX_CHUNK_LINE or not CHUNK_SIZE.fullmatch(size_text):
+                raise RequestRefusedError(HTTPStatus.BAD_REQUEST, "Bad Request")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            if len(body) + size > MAX_PAYLOAD_BYTES:
+                raise RequestRefusedError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request Too Long")
+            body += self._read_exactly(size)
+            if self.rfile.readline(MAX_CHUNK_LINE + 1).strip():
+                raise RequestRefusedError(HTTPStatus.BAD_REQUEST, "Bad Request")
+        while self.rfile.readline(MAX_CHUNK_LINE + 1).strip():
+            pass  # trailer fields: nothing of them is used
+        return bytes(body)
+
+    def _read_exactly(self, length: int) -> bytes:
+        data = self.rfile.read(length)
+        if len(data) != length:
+            raise RequestRefusedError(HTTPStatus.BAD_REQUEST, "Bad Request")
+        return data
+
+    def _answer(
+        self, status: int, body: dict[str, str] | bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            if name.lower() not in ("content-type", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+class RequestRefusedError(Exception):
+    """A request API Gateway would answer with an error before invoking the function."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """What Lambda's event source mapping hands the function for messages ReceiveMessage returned."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "ap-northeast-1",
+            }
+            for message in messages
+        ]
+    }
 
 
 class QueuePoller:
     """Lambda's event source mapping for an SQS FIFO queue, feeding one container."""
 
-    def __init__(self, queue_url: str, retry_delay_seconds: int, function_name: str = "worker"):
+    def __init__(self, queue_url: str, function_name: str = "worker"):
         from lambdas.handlers import worker  # noqa: PLC0415 - import after the environment is set
 
         self._worker_handler = worker.handler
         self._queue_url = queue_url
         self._queue_arn = f"arn:aws:sqs:ap-northeast-1:000000000000:{queue_url.rsplit('/', 1)[-1]}"
-        self._retry_delay_seconds = retry_delay_seconds
         self._function_name = function_name
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="poller", daemon=True)
@@ -281,22 +409,7 @@ class QueuePoller:
                 LOG.exception("poller iteration failed")
 
     def _invoke(self, messages: list[dict[str, Any]]) -> None:
-        event = {
-            "Records": [
-                {
-                    "messageId": message["MessageId"],
-                    "receiptHandle": message["ReceiptHandle"],
-                    "body": message["Body"],
-                    "attributes": message.get("Attributes", {}),
-                    "messageAttributes": {},
-                    "md5OfBody": message.get("MD5OfBody", ""),
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self._queue_arn,
-                    "awsRegion": "ap-northeast-1",
-                }
-                for message in messages
-            ]
-        }
+        event = sqs_event(messages, self._queue_arn)
         try:
             with INVOCATION_LOCK:
                 response = self._worker_handler(event, FakeLambdaContext(self._function_name))
@@ -312,13 +425,8 @@ class QueuePoller:
                     {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)
                 ],
             )
-        for message in messages:
-            if message["MessageId"] in failed:
-                self._sqs.change_message_visibility(
-                    QueueUrl=self._queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=self._retry_delay_seconds,
-                )
+        # Failed messages are left alone, as Lambda leaves them: each comes back once its visibility
+        # timeout ends, the queue's or the one the worker set (ChangeMessageVisibility).
         with self._handled_changed:
             self._handled += len(messages)
             self._handled_by_group.update(m.get("Attributes", {}).get("MessageGroupId", "") for m in messages)
@@ -340,7 +448,7 @@ class LocalRuntime:
         from lambdas.adapters import wiring  # noqa: PLC0415 - import after the environment is set
 
         self.gateway = WebhookGateway(port) if serve_webhooks else None
-        self.poller = QueuePoller(queue_url, retry_delay_seconds=1) if poll_queue else None
+        self.poller = QueuePoller(queue_url) if poll_queue else None
         self.rotations = InProcessRotations()
         if poll_queue:
             wiring.use_local_rotation_requester(self.rotations)

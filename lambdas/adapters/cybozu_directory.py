@@ -6,7 +6,8 @@ administrator right. kintone app API tokens cannot call this API.
 
 Lists come in pages of at most 100 (`size`, `offset`). A list is returned whole or not at all: a
 page that fails, or an answer without the list it should hold, raises instead of returning less,
-because the caller revokes keys on what is missing from these lists.
+because the caller revokes keys on what is missing from these lists. Each call is retried on 429,
+5xx and transport faults within the invocation; a refused credential is re-read from its secret.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from lambdas.adapters.credentials import Credential, changed_on_refresh
+from lambdas.adapters.retries import DEFAULT_RETRY_POLICY, RetryPolicy, call_with_retries
 from lambdas.domain.ports import (
     DirectoryError,
     DirectoryOrganization,
@@ -43,14 +46,21 @@ class CybozuDirectory:
     def __init__(
         self,
         base_url: str,
-        auth_headers: dict[str, str],
+        credential: Credential,
         timeout_seconds: float,
+        *,
+        login: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
     ):
+        """`credential` is a common-administration API token, or with `login` that user's password."""
+        self._credential = credential
+        self._login = login
+        self._timeout_seconds = timeout_seconds
+        self._retry_policy = retry_policy
         self._client = httpx.Client(
             base_url=base_url,
             timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds)),
-            headers=auth_headers,
             transport=transport,
         )
 
@@ -102,13 +112,19 @@ class CybozuDirectory:
         raise DirectoryError(f"cybozu {path} listed more than {MAX_PAGES * PAGE_SIZE} entries")
 
     def _get(self, path: str, params: dict[str, str]) -> Any:
-        try:
-            response = self._client.get(path, params=params)
-        except httpx.TransportError as error:  # timeouts, refused and reset connections
-            raise TransientError(f"cybozu GET {path} failed: {type(error).__name__}") from None
-        # 429: too many concurrent requests; 5xx: cybozu's own trouble.
-        if response.status_code == 429 or response.status_code >= 500:
-            raise TransientError(f"cybozu GET {path} answered {response.status_code} {_code_of(response)}")
+        def send() -> httpx.Response:
+            return self._client.get(path, params=params, headers=self._auth_headers())
+
+        # 429 (too many concurrent requests), 5xx and transport faults end in TransientError.
+        response = call_with_retries(
+            send,
+            describe=f"cybozu GET {path}",
+            timeout_seconds=self._timeout_seconds,
+            safe_to_repeat=True,
+            credential_refused=lambda answer: answer.status_code == 401,
+            refresh_credential=lambda: changed_on_refresh(self._credential),
+            policy=self._retry_policy,
+        )
         if not response.is_success:
             raise DirectoryError(
                 f"cybozu GET {path} answered {response.status_code} {_code_of(response)}: "
@@ -119,6 +135,10 @@ class CybozuDirectory:
         except ValueError:
             # A cut-off body is an incomplete answer, not a refusal: a retry may get it whole.
             raise TransientError(f"cybozu GET {path} answered with a body that is not JSON") from None
+
+    def _auth_headers(self) -> dict[str, str]:
+        secret = self._credential.current()
+        return api_token_headers(secret) if self._login is None else password_headers(self._login, secret)
 
 
 def _list_of(body: Any, key: str, path: str) -> list[dict[str, Any]]:

@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 
+from lambdas.adapters.credentials import Credential, changed_on_refresh
+from lambdas.adapters.retries import DEFAULT_RETRY_POLICY, RetryPolicy, call_with_retries
 from lambdas.domain.key_request import key_hash
-from lambdas.domain.ports import KeyChange, KeySpec, TransientError
+from lambdas.domain.ports import KeyChange, KeySpec
 from lambdas.domain.redaction import redact
 from lambdas.domain.teams import TeamPolicy
 
@@ -32,32 +34,59 @@ class LiteLLMError(RuntimeError):
 
 class LiteLLMKeyGateway:
     def __init__(
-        self, base_url: str, master_key: str, timeout_seconds: float, client: httpx.Client | None = None
+        self,
+        base_url: str,
+        master_key: Credential,
+        timeout_seconds: float,
+        client: httpx.Client | None = None,
+        retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
     ):
+        self._master_key = master_key
+        self._timeout_seconds = timeout_seconds
+        self._retry_policy = retry_policy
         self._client = client or httpx.Client(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds)),
-            headers={"Authorization": f"Bearer {master_key}"},
+            base_url=base_url, timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds))
         )
-        self._known_teams: set[str] = set()
+        self._known_teams: dict[str, TeamPolicy] = {}
         self._teams_lock = threading.Lock()
 
     # -- teams -----------------------------------------------------------------------------------
 
     def ensure_team(self, team_id: str, policy: TeamPolicy) -> None:
-        if team_id in self._known_teams:
+        """Create the team, or bring an existing one to the catalog's policy (budget, limits,
+        models). Checked once per team and policy in a container's life."""
+        if self._known_teams.get(team_id) == policy:
             return
         with self._teams_lock:
-            if team_id in self._known_teams:
+            if self._known_teams.get(team_id) == policy:
                 return
             # Created outright rather than looked up first: /team/info lists every key of the team
             # and slows down as a team grows, while /team/new answers 400 "already exists" at once.
-            body = {"team_id": team_id, "team_alias": team_id, "models": list(policy.models)}
-            body.update(policy.litellm_limits())
+            body = {"team_id": team_id, "team_alias": team_id, **_team_fields(policy)}
+            body = {name: value for name, value in body.items() if value is not None}
             created = self._request("POST", "/team/new", json=body)
-            if created.status_code != 400 or "already exists" not in created.text:
+            if created.status_code == 400 and "already exists" in created.text:
+                self._update_team(team_id, policy)
+            else:
                 self._raise_for_status(created)
-            self._known_teams.add(team_id)
+            self._known_teams[team_id] = policy
+
+    def _update_team(self, team_id: str, policy: TeamPolicy) -> None:
+        """Send only what differs. /team/update sets exactly the fields it is given (null unsets),
+        and a budget_duration sent again restarts the budget period, so an unchanged one is left out."""
+        listed = self._request("GET", "/v2/team/list", params={"team_id": team_id})
+        self._raise_for_status(listed)
+        teams = [team for team in listed.json().get("teams") or [] if team.get("team_id") == team_id]
+        stored = teams[0] if teams else {}
+        changes = {
+            name: value
+            for name, value in _team_fields(policy).items()
+            if (stored.get(name) or None) != (value or None)
+            and not (name == "models" and sorted(stored.get("models") or []) == sorted(value))
+        }
+        if changes:
+            updated = self._request("POST", "/team/update", json={"team_id": team_id, **changes})
+            self._raise_for_status(updated)
 
     # -- keys ------------------------------------------------------------------------------------
 
@@ -109,6 +138,14 @@ class LiteLLMKeyGateway:
     def delete_keys(self, aliases: Sequence[str]) -> bool:
         """One call for all: LiteLLM answers 200 when any of them existed, 404 when none did."""
         response = self._request("POST", "/key/delete", json={"key_aliases": list(aliases)})
+        if response.status_code == 404:
+            return False
+        self._raise_for_status(response)
+        return True
+
+    def delete_key_with_hash(self, key_hash: str) -> bool:
+        """/key/delete takes LiteLLM's token (the SHA-256) as well as the key; 404 when it is gone."""
+        response = self._request("POST", "/key/delete", json={"keys": [key_hash]})
         if response.status_code == 404:
             return False
         self._raise_for_status(response)
@@ -167,13 +204,23 @@ class LiteLLMKeyGateway:
         return error.get("param") == "key_alias"
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.TransportError as error:  # timeouts, refused and reset connections
-            raise TransientError(f"LiteLLM {method} {path} failed: {type(error).__name__}") from None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"LiteLLM {method} {path} answered {response.status_code}")
-        return response
+        """One call, retried on 429, 5xx and transport faults; every call here is safe to repeat (a
+        repeated generate meets its own alias and replaces it with the same value). A refused master
+        key is re-read from its secret and tried once more."""
+
+        def send() -> httpx.Response:
+            headers = {"Authorization": f"Bearer {self._master_key.current()}"}
+            return self._client.request(method, path, headers=headers, **kwargs)
+
+        return call_with_retries(
+            send,
+            describe=f"LiteLLM {method} {path}",
+            timeout_seconds=self._timeout_seconds,
+            safe_to_repeat=True,
+            credential_refused=lambda response: response.status_code in (401, 403),
+            refresh_credential=lambda: changed_on_refresh(self._master_key),
+            policy=self._retry_policy,
+        )
 
     @staticmethod
     def _raise_for_status(response: httpx.Response) -> None:
@@ -186,6 +233,17 @@ class LiteLLMKeyGateway:
             str(error.get("param", "")),
             str(error.get("message", response.reason_phrase)),
         )
+
+
+def _team_fields(policy: TeamPolicy) -> dict[str, Any]:
+    """The team's settings as LiteLLM names them; None where the catalog sets no limit."""
+    return {
+        "models": list(policy.models),
+        "max_budget": policy.max_budget,
+        "budget_duration": policy.budget_duration,
+        "rpm_limit": policy.rpm_limit,
+        "tpm_limit": policy.tpm_limit,
+    }
 
 
 def _error_of(response: httpx.Response) -> dict[str, Any]:

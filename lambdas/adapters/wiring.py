@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -12,32 +11,21 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities import parameters
 
-from lambdas.adapters.cybozu_directory import CybozuDirectory, api_token_headers, password_headers
+from lambdas.adapters import source_identity
+from lambdas.adapters.credentials import SecretCredential
+from lambdas.adapters.cybozu_directory import CybozuDirectory
 from lambdas.adapters.dynamodb_state_store import DynamoDBStateStore
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMKeyGateway
+from lambdas.adapters.retries import AWS_CLIENT_CONFIG
 from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
 from lambdas.adapters.sqs_work_queue import SqsWorkQueue
 from lambdas.domain.membership import Memberships
 from lambdas.domain.ports import RotationRequester
 from lambdas.domain.provisioning import KeyProvisioner, ProvisioningConfig
 from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
-from lambdas.domain.redaction import register_secret
 from lambdas.domain.rotation import KeyRotator, RotationConfig
 from lambdas.domain.settings import load_settings
-
-SECRET_CACHE_SECONDS = 300
-# SourceIdentity and session names allow ASCII letters, digits and these marks only.
-_SOURCE_IDENTITY_FORBIDDEN = re.compile(r"[^\w+=,.@-]", re.ASCII)
-
-
-def secret_value(secret_id: str) -> str:
-    """A credential from Secrets Manager, cached for a few minutes and registered for redaction."""
-    value = parameters.get_secret(secret_id, max_age=SECRET_CACHE_SECONDS)
-    if not isinstance(value, str):
-        raise TypeError(f"secret {secret_id} does not hold a string")
-    register_secret(value)
-    return value
 
 
 class AuditedClients:
@@ -51,19 +39,19 @@ class AuditedClients:
 
     def __init__(self, audit_role_arn: str) -> None:
         self._audit_role_arn = audit_role_arn
-        self._default = boto3.client("secretsmanager")
+        self._default = boto3.client("secretsmanager", config=AWS_CLIENT_CONFIG)
         self._by_user: dict[str, tuple[Any, float]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, kintone_user: str) -> Any:
-        identity = _SOURCE_IDENTITY_FORBIDDEN.sub("_", kintone_user)[:64]
-        if not self._audit_role_arn or len(identity) < 2:
+        identity = source_identity.encode(kintone_user)
+        if not self._audit_role_arn or not identity:
             return self._default
         with self._lock:
             client, expires_at = self._by_user.get(identity, (None, 0.0))
             if client is not None and expires_at - time.time() > self._REFRESH_BEFORE_EXPIRY_SECONDS:
                 return client
-            credentials = boto3.client("sts").assume_role(
+            credentials = boto3.client("sts", config=AWS_CLIENT_CONFIG).assume_role(
                 RoleArn=self._audit_role_arn,
                 RoleSessionName=f"kintone-{identity}"[:64],
                 SourceIdentity=identity,
@@ -71,6 +59,7 @@ class AuditedClients:
             )["Credentials"]
             client = boto3.client(
                 "secretsmanager",
+                config=AWS_CLIENT_CONFIG,
                 aws_access_key_id=credentials["AccessKeyId"],
                 aws_secret_access_key=credentials["SecretAccessKey"],
                 aws_session_token=credentials["SessionToken"],
@@ -94,7 +83,9 @@ def key_store() -> SecretsManagerKeyStore:
 
 @cache
 def state_store() -> DynamoDBStateStore:
-    return DynamoDBStateStore(boto3.resource("dynamodb").Table(load_settings().state_table_name))
+    return DynamoDBStateStore(
+        boto3.resource("dynamodb", config=AWS_CLIENT_CONFIG).Table(load_settings().state_table_name)
+    )
 
 
 _local_rotation_requester: RotationRequester | None = None
@@ -119,7 +110,7 @@ def kintone_records() -> KintoneRecords:
     settings = load_settings()
     return KintoneRecords(
         settings.kintone_base_url,
-        secret_value(settings.kintone_api_token_secret_id),
+        SecretCredential(settings.kintone_api_token_secret_id),
         settings.http_timeout_seconds,
     )
 
@@ -129,7 +120,7 @@ def litellm_gateway() -> LiteLLMKeyGateway:
     settings = load_settings()
     return LiteLLMKeyGateway(
         settings.litellm_base_url,
-        secret_value(settings.litellm_master_key_secret_id),
+        SecretCredential(settings.litellm_master_key_secret_id),
         settings.http_timeout_seconds,
     )
 
@@ -138,13 +129,14 @@ def litellm_gateway() -> LiteLLMKeyGateway:
 def memberships() -> Memberships:
     """The directory, with the common-administration API token or else the login and password."""
     settings = load_settings()
-    if settings.cybozu_user_api_token_secret_id:
-        headers = api_token_headers(secret_value(settings.cybozu_user_api_token_secret_id))
-    else:
-        headers = password_headers(
-            settings.cybozu_user_api_login, secret_value(settings.cybozu_user_api_password_secret_id)
-        )
-    return Memberships(CybozuDirectory(settings.kintone_base_url, headers, settings.http_timeout_seconds))
+    token = settings.cybozu_user_api_token_secret_id
+    directory = CybozuDirectory(
+        settings.kintone_base_url,
+        SecretCredential(token or settings.cybozu_user_api_password_secret_id),
+        settings.http_timeout_seconds,
+        login=None if token else settings.cybozu_user_api_login,
+    )
+    return Memberships(directory)
 
 
 @cache
@@ -213,7 +205,7 @@ def reconciler() -> Reconciler:
 
 @cache
 def sqs_client() -> Any:
-    return boto3.client("sqs")
+    return boto3.client("sqs", config=AWS_CLIENT_CONFIG)
 
 
 def reset_caches() -> None:

@@ -53,16 +53,6 @@ class TeamPolicy(BaseModel):
     rpm_limit: int | None = Field(default=None, gt=0)
     tpm_limit: int | None = Field(default=None, gt=0)
 
-    def litellm_limits(self) -> dict[str, object]:
-        """The budget and rate limits LiteLLM's /team/new takes, where set."""
-        limits = {
-            "max_budget": self.max_budget,
-            "budget_duration": self.budget_duration,
-            "rpm_limit": self.rpm_limit,
-            "tpm_limit": self.tpm_limit,
-        }
-        return {name: value for name, value in limits.items() if value is not None}
-
 
 class TeamCatalog(RootModel[dict[str, TeamPolicy]]):
     """Team name (as written in the kintone record and used as LiteLLM team_id) → policy."""

@@ -15,6 +15,7 @@ from .directory import Directory
 from .emulator import KintoneEmulator
 from .faults import CONCURRENT_REQUEST_LIMIT
 from .records import DELETE_KEY_STYLES
+from .schema import DEFAULT_SCHEMA, EMPTY_SCHEMA
 from .webhooks import WEBHOOKS_PER_MINUTE
 
 logger = logging.getLogger("kintone_emulator")
@@ -40,6 +41,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--directory",
         default=None,
         help="a JSON file of users (with passwords), organizations, groups and User API tokens",
+    )
+    parser.add_argument("--app-creator", default=None, help="the login name of the app's creator")
+    parser.add_argument(
+        "--empty-app", action="store_true", help="start with an app that has no fields of its own yet"
     )
     parser.add_argument("--webhook-url", default=None)
     parser.add_argument("--webhook-rate-per-minute", type=int, default=WEBHOOKS_PER_MINUTE)
@@ -74,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         app_id=args.app_id,
         api_tokens=args.api_token,
         app_management_tokens=args.app_management_token,
+        app_creator=args.app_creator,
+        schema=EMPTY_SCHEMA if args.empty_app else DEFAULT_SCHEMA,
         directory=Directory.from_file(Path(args.directory)) if args.directory else None,
         webhook_url=args.webhook_url,
         webhook_rate_per_minute=args.webhook_rate_per_minute,
@@ -84,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         delete_notification_keys=args.delete_notification_keys,
         reject_unknown_fields=args.reject_unknown_fields,
     )
-    if not args.api_token:
-        logger.warning("no --api-token: only requests with X-Emulator-User can use the REST API")
+    if not args.api_token and not args.app_management_token:
+        logger.warning("no --api-token: only users of the --directory can use the REST API")
     stop_requested = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop_requested.set())

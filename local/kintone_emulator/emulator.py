@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .admin import AdminApi, error_response
+from .app_settings import AppSettings
 from .auth import Authenticator
 from .directory import Directory
 from .errors import KintoneError
@@ -18,10 +19,13 @@ from .params import (
     DEFAULT_WAIT_SECONDS,
     request_params,
 )
+from .permissions import Access
 from .records import DELETE_KEY_STYLES, RecordCondition, RecordMatch, RecordStore
+from .request_counter import RequestCounter, app_of
 from .rest_api import RecordApi
 from .schema import DEFAULT_SCHEMA, AppSchema
 from .server import EmulatorHTTPServer, Response, url_host
+from .settings_api import SettingsApi
 from .user_api import UserApi
 from .webhooks import WEBHOOKS_PER_MINUTE, WebhookDispatcher
 
@@ -29,21 +33,25 @@ logger = logging.getLogger("kintone_emulator")
 
 
 class KintoneEmulator:
-    """One kintone app behind an HTTP server on 127.0.0.1.
+    """One kintone app and its cybozu.com directory behind an HTTP server on 127.0.0.1.
 
-    REST API (auth ``X-Cybozu-API-Token``, or the emulator-only ``X-Emulator-User: code`` and
-    optional percent-encoded ``X-Emulator-User-Name`` to act as a user saving from the kintone screen):
-    ``GET/POST/PUT /k/v1/record.json``, ``GET/POST/PUT/DELETE /k/v1/records.json``,
-    ``POST /k/v1/record/comment.json``, ``GET /k/v1/record/comments.json``.
+    kintone REST API, with ``X-Cybozu-API-Token`` (an app token; bypasses permissions; attributed to
+    "Administrator") or ``X-Cybozu-Authorization: base64(login:password)`` (a directory user, bound
+    by the app's and the records' permissions): ``GET/POST/PUT /k/v1/record.json``,
+    ``GET/POST/PUT/DELETE /k/v1/records.json``, ``POST /k/v1/record/comment.json``,
+    ``GET /k/v1/record/comments.json``; app settings (``settings_api``): form fields, record and app
+    permissions, deploy. User API under ``/v1/`` (``user_api``).
 
-    Admin endpoints (no auth): ``GET /_emulator/health``; ``GET|POST /_emulator/config``
-    ``{webhook_url?, webhook_rate_per_minute?, webhook_enabled?, delete_notification_keys?}``;
-    ``POST /_emulator/records/save {app, id?, revision?, record, user?}`` and
-    ``POST /_emulator/records/delete {app, ids, user?}`` (screen saves and deletes, with webhooks);
+    Emulator endpoints (no auth): ``GET /_emulator/health``; ``GET|POST /_emulator/config``
+    ``{webhook_url?, webhook_rate_per_minute?, webhook_enabled?, delete_notification_keys?,
+    deploy_seconds?, fail_next_deploy?}``; ``POST /_emulator/records/delete {app, ids}`` (a screen
+    delete, with DELETE_RECORD webhooks; takes the user's kintone credentials);
     ``GET /_emulator/records/wait?app=&id=&field=&nonempty=true&equals=&revision_gt=&timeout=``;
     ``GET /_emulator/webhooks``, ``GET /_emulator/webhooks/wait?count=&timeout=``;
-    ``POST /_emulator/faults {path_prefix, method?, status?, code?, message?, count?, delay_seconds?}``,
-    ``POST /_emulator/faults/release``, ``DELETE /_emulator/faults``; ``POST /_emulator/reset``.
+    ``GET /_emulator/requests`` (REST requests per app and kintone day, see ``request_counter``);
+    ``POST /_emulator/faults {path_prefix (/k/v1/ or /v1/), method?, status?, code?, message?, count?,
+    delay_seconds?, truncate_to?}``, ``POST /_emulator/faults/release``, ``DELETE /_emulator/faults``;
+    ``POST /_emulator/reset``.
     """
 
     def __init__(
@@ -62,6 +70,7 @@ class KintoneEmulator:
         reject_unknown_fields: bool = False,
         directory: Directory | None = None,
         app_management_tokens: Iterable[str] = (),
+        app_creator: str | None = None,
     ) -> None:
         if not re.fullmatch(r"[1-9]\d*", str(app_id)):
             raise ValueError("app_id must be a positive whole number")
@@ -80,15 +89,24 @@ class KintoneEmulator:
             publish=self._dispatcher.publish,
             reject_unknown_fields=reject_unknown_fields,
             delete_key_style=delete_notification_keys,
+            user_name=self._user_name,
         )
         self._faults = FaultInjector()
+        self._requests = RequestCounter()
         self._gate = ConcurrencyGate(max_concurrent_requests)
         self._server: EmulatorHTTPServer | None = None
         self._server_thread: threading.Thread | None = None
         self._base_url: str | None = None
-        self._record_api = RecordApi(self.app_id, self._store)
+        self._app_creator = app_creator
+        self._settings = AppSettings(schema, on_deploy=self._store.set_schema)
+        self._record_api = RecordApi(self.app_id, self._store, self.directory)
+        self._settings_api = SettingsApi(self.app_id, self._settings)
         self._user_api = UserApi(self.directory)
-        self._admin_api = AdminApi(self, self._store, self._dispatcher)
+        self._admin_api = AdminApi(self, self._store, self._dispatcher, self._access)
+
+    def _user_name(self, code: str) -> str | None:
+        user = self.directory.user(code)
+        return None if user is None else user.name
 
     # ---- life cycle -------------------------------------------------------------------------------
 
@@ -149,7 +167,7 @@ class KintoneEmulator:
         return self._store.peek(record_id)
 
     def comments(self, record_id: int) -> list[dict[str, Any]]:
-        """The record's comments, oldest first."""
+        """The record's comments, oldest first, each with `notified`: whom kintone would notify."""
         return self._store.comments_of(record_id)
 
     def webhook_log(self) -> list[dict[str, Any]]:
@@ -174,19 +192,39 @@ class KintoneEmulator:
         self._store.set_times(record_id, created_at=created_at, updated_at=updated_at)
 
     def settings(self) -> dict[str, Any]:
-        return {**self._dispatcher.settings(), "delete_notification_keys": self._store.delete_key_style}
+        return {
+            **self._dispatcher.settings(),
+            "delete_notification_keys": self._store.delete_key_style,
+            "deploy_seconds": self._settings.deploy_seconds,
+            "fail_next_deploy": self._settings.fail_next_deploy,
+        }
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        """Changes ``webhook_url``, ``webhook_rate_per_minute``, ``webhook_enabled`` or
-        ``delete_notification_keys`` ("deleteBy" or "deletedBy"); returns the settings."""
-        unknown = set(settings) - {*self._dispatcher.settings(), "delete_notification_keys"}
+        """Changes ``webhook_url``, ``webhook_rate_per_minute``, ``webhook_enabled``,
+        ``delete_notification_keys`` ("deleteBy" or "deletedBy"), ``deploy_seconds`` (how long a
+        deploy stays PROCESSING) or ``fail_next_deploy``; returns the settings."""
+        unknown = set(settings) - set(self.settings())
         if unknown:
             raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
         style = settings.get("delete_notification_keys", self._store.delete_key_style)
         if style not in DELETE_KEY_STYLES:
             raise ValueError(f"delete_notification_keys must be one of {DELETE_KEY_STYLES}")
-        self._dispatcher.configure(settings)
+        deploy_seconds = settings.get("deploy_seconds", self._settings.deploy_seconds)
+        if (
+            isinstance(deploy_seconds, bool)
+            or not isinstance(deploy_seconds, int | float)
+            or deploy_seconds < 0
+        ):
+            raise ValueError("deploy_seconds must be a number of seconds, 0 or more")
+        fail_next_deploy = settings.get("fail_next_deploy", self._settings.fail_next_deploy)
+        if not isinstance(fail_next_deploy, bool):
+            raise TypeError("fail_next_deploy must be true or false")
+        self._dispatcher.configure(
+            {key: value for key, value in settings.items() if key in self._dispatcher.settings()}
+        )
         self._store.delete_key_style = style
+        self._settings.deploy_seconds = float(deploy_seconds)
+        self._settings.fail_next_deploy = fail_next_deploy
         return self.settings()
 
     def add_fault(self, **rule: Any) -> list[dict[str, Any]]:
@@ -200,8 +238,15 @@ class KintoneEmulator:
     def release_delayed_requests(self) -> None:
         self._faults.release()
 
+    def request_counts(self) -> dict[str, Any]:
+        """REST requests received per app and kintone day (from 09:00 JST), and User API requests per
+        day: ``{"apps": {app: {day: {"total", "by_api"}}}, "user_api": {day: n}}``."""
+        return self._requests.as_json()
+
     def reset(self) -> None:
-        """Forgets records, comments, the webhook log and faults; record ids start at 1 again."""
+        """Forgets records, comments, the webhook log, faults and request counts; record ids start at
+        1 again. The app's settings and the directory stay."""
+        self._requests.reset()
         self._store.reset()
         self._dispatcher.reset()
         self._faults.clear()
@@ -215,13 +260,14 @@ class KintoneEmulator:
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
         split = urllib.parse.urlsplit(target)
         if split.path.startswith("/_emulator/"):
-            return self._admin_api.handle(method, split.path, split.query, body)
+            return self._admin_api.handle(method, split.path, split.query, headers, body)
         override = headers.get("X-HTTP-Method-Override")
         if method == "POST" and override:  # kintone's way round long URLs: a GET sent as a POST
             method = override.strip().upper()
         if split.path.startswith("/k/v1/"):
             return self._handle_kintone(method, split.path, split.query, headers, body)
         if split.path.startswith("/v1/"):
+            self._requests.count_user_api()
             return self._serve(method, split.path, split.query, headers, body, self._serve_user_api)
         return Response(404, {"error": f"no such path: {split.path}"})
 
@@ -235,6 +281,7 @@ class KintoneEmulator:
             )
             running = self._gate.limit + 1
         else:
+            self._count_kintone_request(method, path, query, body)
             try:
                 response = self._serve(method, path, query, headers, body, self._serve_kintone)
             finally:
@@ -242,6 +289,14 @@ class KintoneEmulator:
         response.headers["X-ConcurrencyLimit-Limit"] = str(self._gate.limit)
         response.headers["X-ConcurrencyLimit-Running"] = str(running)
         return response
+
+    def _count_kintone_request(self, method: str, path: str, query: str, body: bytes) -> None:
+        try:
+            app = app_of(request_params(query, body))
+        except KintoneError:  # a body that is not JSON names no app; the request answers the error
+            return
+        if app is not None:
+            self._requests.count_kintone(app, f"{method} {path}")
 
     def _serve(
         self,
@@ -263,11 +318,15 @@ class KintoneEmulator:
     def _serve_kintone(
         self, method: str, path: str, headers: Mapping[str, str], params: dict[str, Any]
     ) -> dict[str, Any]:
-        caller = self._authenticator.kintone_caller(headers)
-        route = self._record_api.routes.get((method, path))
+        access = self._access(headers)
+        route = self._record_api.routes.get((method, path)) or self._settings_api.routes.get((method, path))
         if route is None:
             raise KintoneError(404, "EMULATOR_NOT_IMPLEMENTED", f"The emulator has no API {method} {path}.")
-        return route(params, caller.user)
+        return route(params, access)
+
+    def _access(self, headers: Mapping[str, str]) -> Access:
+        caller = self._authenticator.kintone_caller(headers)
+        return Access(caller, self._settings.live(), self.directory, self._app_creator)
 
     def _serve_user_api(
         self, method: str, path: str, headers: Mapping[str, str], params: dict[str, Any]

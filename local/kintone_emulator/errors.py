@@ -49,3 +49,7 @@ def query_error() -> KintoneError:
 
 def add_error(errors: dict[str, list[str]], key: str, message: str) -> None:
     errors.setdefault(key, []).append(message)
+
+
+def no_permission() -> KintoneError:
+    return KintoneError(403, "CB_NO02", "No privilege to proceed.")

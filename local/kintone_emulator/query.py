@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from .directory import User
 from .errors import KintoneError, query_error
-from .schema import AppSchema
-from .values import as_text, minute_of
+from .schema import LIST_TYPES, AppSchema
+from .values import as_text, minute_of, parse_datetime
 
 if TYPE_CHECKING:
     from .records import StoredRecord
@@ -242,6 +242,8 @@ _ALLOWED_OPERATORS: dict[str, frozenset[str]] = {
     "MULTI_LINE_TEXT": frozenset({"like", "not like", "is empty", "is not empty"}),
     "DROP_DOWN": _MEMBERSHIP,
     "CHECK_BOX": _MEMBERSHIP,
+    "USER_SELECT": _MEMBERSHIP,
+    "DATETIME": _ORDERED,
 }
 _DATE_PATTERN = re.compile(
     r"(\d{4})-(\d{1,2})-(\d{1,2})(?:T(\d{2}):(\d{2})(?::(\d{2}))?(Z|[+-]\d{2}:?\d{2})?)?"
@@ -303,6 +305,8 @@ class QueryCompiler:
             "CREATOR": lambda record: record.creator.code,
             "MODIFIER": lambda record: record.modifier.code,
             "NUMBER": lambda record: decimal_or_none(record.values.get(code)),
+            "DATETIME": lambda record: parse_datetime(record.values.get(code) or ""),
+            "USER_SELECT": lambda record: [user["code"] for user in record.values.get(code) or []],
         }
         return getters.get(field_type, lambda record: record.values.get(code))
 
@@ -317,8 +321,12 @@ class QueryCompiler:
         getter = self._getter(condition.field, field_type)
         if field_type in ("__ID__", "RECORD_NUMBER", "NUMBER"):
             return self._numeric(condition, getter)
-        if field_type in ("CREATED_TIME", "UPDATED_TIME"):
+        if field_type in ("CREATED_TIME", "UPDATED_TIME", "DATETIME"):
             return self._datetime(condition, getter)
+        if field_type == "USER_SELECT":
+            users = {self._user_or_text(literal) for literal in condition.operands}
+            expected = condition.operator == "in"
+            return lambda record: bool(users.intersection(getter(record))) == expected
         if field_type == "CHECK_BOX":
             wanted = {self._text(literal) for literal in condition.operands}
             expected = condition.operator == "in"
@@ -350,7 +358,7 @@ class QueryCompiler:
             "<=": lambda value: value <= end,
         }
         test = tests[condition.operator]
-        return lambda record: test(getter(record))
+        return lambda record: (value := getter(record)) is not None and test(value)
 
     def _textual(self, condition: _Condition, text_of: Callable[[StoredRecord], str]) -> Predicate:
         operands = [self._user_or_text(literal) for literal in condition.operands]
@@ -370,7 +378,7 @@ class QueryCompiler:
 
     def _sort_key(self, code: str) -> Callable[[StoredRecord], Any]:
         field_type = self._field_type(code)
-        if field_type == "CHECK_BOX":
+        if field_type in LIST_TYPES:
             raise query_error()
         getter = self._getter(code, field_type)
         return lambda record: _sort_value(getter(record))

@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .directory import User
-from .errors import KintoneError, add_error, invalid_input, record_not_found, revision_conflict
+from .errors import KintoneError, add_error, invalid_input, no_permission, record_not_found, revision_conflict
 from .query import QueryCompiler, QueryParser
 from .schema import AppSchema, FieldSpec
-from .values import as_text, copy_value, format_minute, format_second, is_empty
+from .values import as_text, copy_value, format_minute, format_second, is_empty, parse_datetime
 
 # Limits kintone documents for record queries.
 DEFAULT_QUERY_LIMIT = 100
@@ -50,6 +50,7 @@ class StoredComment:
     created_at: float
     creator: User
     mentions: tuple[tuple[str, str], ...]  # (code, type)
+    notified: tuple[str, ...] = ()  # the users kintone would notify; not part of the API's answer
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +91,11 @@ class RecordMatch:
 
 
 Publish = Callable[[str, str, dict[str, Any], float], None]
+Allowed = Callable[["StoredRecord", str], bool]  # may the caller "view", "edit" or "delete" the record
+
+
+def allow_all(_record: StoredRecord, _right: str) -> bool:
+    return True
 
 
 class RecordStore:
@@ -103,9 +109,11 @@ class RecordStore:
         publish: Publish,
         reject_unknown_fields: bool,
         delete_key_style: str,
+        user_name: Callable[[str], str | None],
     ) -> None:
         self.app_id = app_id
-        self.schema = schema
+        self.schema = schema  # replaced whole when the app's settings are deployed
+        self._user_name = user_name  # a user's display name, None for no such user
         self.base_url = ""  # set once the server listens; record links in webhooks start with it
         self.delete_key_style = delete_key_style
         self._publish = publish
@@ -142,10 +150,17 @@ class RecordStore:
             return [(record.record_id, record.revision) for record in added]
 
     def update(
-        self, record_id: int, expected_revision: int | None, record_input: Any, user: User, *, notify: bool
+        self,
+        record_id: int,
+        expected_revision: int | None,
+        record_input: Any,
+        user: User,
+        *,
+        notify: bool,
+        allowed: Allowed = allow_all,
     ) -> int:
         with self._cond:
-            record = self._existing(record_id)
+            record = self._existing(record_id, allowed, "edit")
             _check_revision(record, expected_revision)
             if record_input is None:  # kintone leaves a record alone when the request has no `record`
                 return record.revision
@@ -160,11 +175,11 @@ class RecordStore:
             return record.revision
 
     def update_many(
-        self, entries: Sequence[tuple[int, int | None, Any]], user: User
+        self, entries: Sequence[tuple[int, int | None, Any]], user: User, *, allowed: Allowed = allow_all
     ) -> list[tuple[int, int]]:
         """All or nothing, like kintone: one conflict or invalid value and no record changes."""
         with self._cond:
-            records = [self._existing(record_id) for record_id, _, _ in entries]
+            records = [self._existing(record_id, allowed, "edit") for record_id, _, _ in entries]
             for record, (_, expected_revision, _) in zip(records, entries, strict=True):
                 _check_revision(record, expected_revision)
             errors: dict[str, list[str]] = {}
@@ -184,11 +199,17 @@ class RecordStore:
             return [(record.record_id, record.revision) for record in records]
 
     def delete_many(
-        self, record_ids: Sequence[int], revisions: Sequence[int | None], user: User, *, notify: bool
+        self,
+        record_ids: Sequence[int],
+        revisions: Sequence[int | None],
+        user: User,
+        *,
+        notify: bool,
+        allowed: Allowed = allow_all,
     ) -> None:
         with self._cond:
             for record_id, expected_revision in zip(record_ids, revisions, strict=True):
-                _check_revision(self._existing(record_id), expected_revision)
+                _check_revision(self._existing(record_id, allowed, "delete"), expected_revision)
             for record_id in record_ids:
                 if self._records.pop(record_id, None) is None:
                     continue  # the same id twice in one request
@@ -197,11 +218,22 @@ class RecordStore:
                     self._publish_delete(record_id, user, time.time())
             self._cond.notify_all()
 
-    def add_comment(self, record_id: int, text: str, mentions: Sequence[tuple[str, str]], user: User) -> int:
+    def add_comment(
+        self,
+        record_id: int,
+        text: str,
+        mentions: Sequence[tuple[str, str]],
+        user: User,
+        *,
+        notified: Sequence[str] = (),
+        allowed: Allowed = allow_all,
+    ) -> int:
         with self._cond:
-            self._existing(record_id)
+            self._existing(record_id, allowed, "view")
             comments = self._comments.setdefault(record_id, [])
-            comment = StoredComment(len(comments) + 1, text, time.time(), user, tuple(mentions))
+            comment = StoredComment(
+                len(comments) + 1, text, time.time(), user, tuple(mentions), tuple(notified)
+            )
             comments.append(comment)
             payload = {
                 "type": "ADD_RECORD_COMMENT",
@@ -212,6 +244,11 @@ class RecordStore:
             }
             self._publish("ADD_RECORD_COMMENT", str(record_id), payload, comment.created_at)
             return comment.comment_id
+
+    def set_schema(self, schema: AppSchema) -> None:
+        """The app's fields once its settings are deployed; stored values of removed fields stay."""
+        with self._cond:
+            self.schema = schema
 
     def set_times(self, record_id: int, *, created_at: float | None, updated_at: float | None) -> None:
         with self._cond:
@@ -233,9 +270,9 @@ class RecordStore:
 
     # ---- reads ----------------------------------------------------------------------------------
 
-    def get(self, record_id: int) -> dict[str, Any]:
+    def get(self, record_id: int, *, allowed: Allowed = allow_all) -> dict[str, Any]:
         with self._cond:
-            return self._api_record(self._existing(record_id))
+            return self._api_record(self._existing(record_id, allowed, "view"))
 
     def peek(self, record_id: int) -> dict[str, Any] | None:
         with self._cond:
@@ -251,12 +288,18 @@ class RecordStore:
             return [self._api_record(self._records[record_id]) for record_id in sorted(self._records)]
 
     def comments_of(self, record_id: int) -> list[dict[str, Any]]:
+        """The record's comments, each with ``notified``: whom kintone would have notified."""
         with self._cond:
-            return [comment.as_json() for comment in self._comments.get(record_id, [])]
+            return [
+                {**comment.as_json(), "notified": list(comment.notified)}
+                for comment in self._comments.get(record_id, [])
+            ]
 
-    def list_comments(self, record_id: int, order: str, offset: int, limit: int) -> dict[str, Any]:
+    def list_comments(
+        self, record_id: int, order: str, offset: int, limit: int, *, allowed: Allowed = allow_all
+    ) -> dict[str, Any]:
         with self._cond:
-            self._existing(record_id)
+            self._existing(record_id, allowed, "view")
             comments = self._comments.get(record_id, [])
             ordered = comments if order == "asc" else list(reversed(comments))
             page = ordered[offset : offset + limit]
@@ -268,8 +311,15 @@ class RecordStore:
             }
 
     def search(
-        self, query_text: str, fields: Sequence[str] | None, *, with_total: bool, user: User
+        self,
+        query_text: str,
+        fields: Sequence[str] | None,
+        *,
+        with_total: bool,
+        user: User,
+        allowed: Allowed = allow_all,
     ) -> dict[str, Any]:
+        """A page of the records ``user`` may view that match; totalCount counts only those too."""
         query = QueryParser(query_text).parse()
         limit = DEFAULT_QUERY_LIMIT if query.limit is None else query.limit
         offset = query.offset or 0
@@ -281,7 +331,7 @@ class RecordStore:
         with self._cond:
             # With no `order by`, kintone answers in descending record id order.
             candidates = sorted(self._records.values(), key=lambda record: record.record_id, reverse=True)
-            matched = [record for record in candidates if compiled.predicate(record)]
+            matched = [r for r in candidates if allowed(r, "view") and compiled.predicate(r)]
             compiled.sort(matched)
             page = matched[offset : offset + limit]
             return {
@@ -303,10 +353,12 @@ class RecordStore:
 
     # ---- internals (the caller holds the lock where it matters) ----------------------------------
 
-    def _existing(self, record_id: int) -> StoredRecord:
+    def _existing(self, record_id: int, allowed: Allowed = allow_all, right: str = "view") -> StoredRecord:
         record = self._records.get(record_id)
         if record is None:
             raise record_not_found(record_id)
+        if not allowed(record, right):
+            raise no_permission()
         return record
 
     def _insert(self, values: dict[str, Any], user: User, now: float) -> StoredRecord:
@@ -382,7 +434,7 @@ class RecordStore:
             if not isinstance(cell, dict):
                 add_error(errors, f"{prefix}.{code}", "Must be an object with a value.")
                 continue
-            coerced[code] = _coerce_value(spec, cell.get("value"), prefix, errors)
+            coerced[code] = _coerce_value(spec, cell.get("value"), prefix, errors, self._user_name)
         return coerced
 
     # ---- JSON shapes ------------------------------------------------------------------------------
@@ -396,7 +448,10 @@ class RecordStore:
     def _api_record(self, record: StoredRecord, fields: Sequence[str] | None = None) -> dict[str, Any]:
         schema = self.schema
         result: dict[str, Any] = {
-            spec.code: {"type": spec.type, "value": copy_value(record.values.get(spec.code))}
+            spec.code: {
+                "type": spec.type,
+                "value": copy_value(record.values.get(spec.code, spec.empty_value())),
+            }
             for spec in schema.fields
         }
         result[schema.record_number_code] = {"type": "RECORD_NUMBER", "value": str(record.record_id)}
@@ -421,10 +476,14 @@ class RecordStore:
             "type": event_type,
             "app": self._app_json(),
             "record": self._api_record(record),
-            "recordTitle": as_text(record.values.get(self.schema.title_field)),
+            "recordTitle": self._title(record),
             "url": self._record_url(record.record_id),
         }
         self._publish(event_type, str(record.record_id), payload, record.updated_at)
+
+    def _title(self, record: StoredRecord) -> str:
+        title_code = self.schema.title_code()
+        return "" if title_code is None else as_text(record.values.get(title_code))
 
     def _publish_delete(self, record_id: int, user: User, now: float) -> None:
         # kintone's documentation spells these keys both ways; the emulator sends the configured one.
@@ -446,14 +505,24 @@ def _check_revision(record: StoredRecord, expected_revision: int | None) -> None
         raise revision_conflict()
 
 
-def _coerce_value(spec: FieldSpec, value: Any, prefix: str, errors: dict[str, list[str]]) -> Any:
+def _coerce_value(
+    spec: FieldSpec,
+    value: Any,
+    prefix: str,
+    errors: dict[str, list[str]],
+    user_name: Callable[[str], str | None],
+) -> Any:
     key = f"{prefix}.{spec.code}.value"
     if spec.type == "CHECK_BOX":
         return _coerce_check_box(spec, value, prefix, errors)
+    if spec.type == "USER_SELECT":
+        return _coerce_users(value, key, errors, user_name)
     if value is None or value == "":
         return spec.empty_value()
     if spec.type == "NUMBER":
         return _coerce_number(value, f"{prefix}[{spec.code}].value", errors)
+    if spec.type == "DATETIME":
+        return _coerce_datetime(value, key, errors)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         add_error(errors, key, "Must be a string.")
         return spec.empty_value()
@@ -475,6 +544,34 @@ def _coerce_check_box(spec: FieldSpec, value: Any, prefix: str, errors: dict[str
                 errors, f"{prefix}.{spec.code}.values[{index}].value", f'"{item}" is not one of the options.'
             )
     return [item for item in value if isinstance(item, str)]
+
+
+def _coerce_users(
+    value: Any, key: str, errors: dict[str, list[str]], user_name: Callable[[str], str | None]
+) -> list[dict[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("code"), str) for item in value
+    ):
+        add_error(errors, key, 'Must be an array of {"code": login name}.')
+        return []
+    users = []
+    for item in value:
+        name = user_name(item["code"])
+        if name is None:
+            add_error(errors, key, f"The user ({item['code']}) was not found.")
+        else:
+            users.append({"code": item["code"], "name": name})
+    return users
+
+
+def _coerce_datetime(value: Any, key: str, errors: dict[str, list[str]]) -> str:
+    moment = parse_datetime(value) if isinstance(value, str) else None
+    if moment is None:
+        add_error(errors, key, "Give a date and time such as 2026-11-30T09:00:00Z.")
+        return ""
+    return moment.strftime("%Y-%m-%dT%H:%M:00Z")  # kintone keeps date-times to the minute
 
 
 def _coerce_number(value: Any, key: str, errors: dict[str, list[str]]) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .directory import User
+from .directory import Directory
 from .errors import KintoneError, invalid_param
 from .params import id_list, int_param, revision_param
+from .permissions import Access
 from .records import RecordStore
 
 # Limits kintone documents for these APIs.
@@ -16,8 +17,9 @@ MAX_COMMENTS_PER_READ = 10
 MAX_COMMENT_LENGTH = 65_535
 MAX_MENTIONS = 10
 MENTION_TYPES = frozenset({"USER", "GROUP", "ORGANIZATION"})
+GUEST_PREFIX = "guest/"  # how kintone names a guest user in a mention
 
-Route = Callable[[dict[str, Any], User], dict[str, Any]]
+Route = Callable[[dict[str, Any], Access], dict[str, Any]]
 
 
 def check_app(app_id: str, params: Mapping[str, Any]) -> None:
@@ -29,9 +31,10 @@ def check_app(app_id: str, params: Mapping[str, Any]) -> None:
 class RecordApi:
     """The record, records and comment endpoints of one app, over its record store."""
 
-    def __init__(self, app_id: str, store: RecordStore) -> None:
+    def __init__(self, app_id: str, store: RecordStore, directory: Directory) -> None:
         self._app_id = app_id
         self._store = store
+        self._directory = directory
         self.routes: dict[tuple[str, str], Route] = {
             ("GET", "/k/v1/record.json"): self._get_record,
             ("POST", "/k/v1/record.json"): self._add_record,
@@ -44,25 +47,34 @@ class RecordApi:
             ("GET", "/k/v1/record/comments.json"): self._get_comments,
         }
 
-    def _get_record(self, params: dict[str, Any], _user: User) -> dict[str, Any]:
+    def _get_record(self, params: dict[str, Any], access: Access) -> dict[str, Any]:
         check_app(self._app_id, params)
-        return {"record": self._store.get(int_param(params, "id"))}
+        access.require_app_right("recordViewable")
+        return {"record": self._store.get(int_param(params, "id"), allowed=access.allowed)}
 
-    def _add_record(self, params: dict[str, Any], user: User) -> dict[str, Any]:
+    def _add_record(self, params: dict[str, Any], access: Access) -> dict[str, Any]:
         check_app(self._app_id, params)
-        record_id, revision = self._store.add(params.get("record") or {}, user, notify=True)
+        access.require_app_right("recordAddable")
+        record_id, revision = self._store.add(params.get("record") or {}, access.caller.user, notify=True)
         return {"id": str(record_id), "revision": str(revision)}
 
-    def _update_record(self, params: dict[str, Any], user: User) -> dict[str, Any]:
+    def _update_record(self, params: dict[str, Any], access: Access) -> dict[str, Any]:
         check_app(self._app_id, params)
         if "updateKey" in params:
             raise invalid_param("updateKey", "The emulator supports only updates by id.")
         record_id = int_param(params, "id")
         expected_revision = revision_param(params.get("revision"), "revision")
-        revision = self._store.update(record_id, expected_revision, params.get("record"), user, notify=True)
+        revision = self._store.update(
+            record_id,
+            expected_revision,
+            params.get("record"),
+            access.caller.user,
+            notify=True,
+            allowed=access.allowed,
+        )
         return {"revision": str(revision)}
 
-    def _get_records(self, params: dict[str, Any], user: User) -> dict[str, Any]:
+    def _get_records(self, params: dict[str, Any], access: Access) -> dict[str, Any]:
         check_app(self._app_id, params)
         query, fields = params.get("query") or "", params.get("fields")
         if not isinstance(query, str):
@@ -72,19 +84,23 @@ class RecordApi:
         ):
             raise invalid_param("fields", "Must be an array of field codes.")
         with_total = params.get("totalCount") in (True, "true")
-        return self._store.search(query, fields, with_total=with_total, user=user)
+        access.require_app_right("recordViewable")
+        return self._store.search(
+            query, fields, with_total=with_total, user=access.caller.user, allowed=access.allowed
+        )
 
-    def _add_records(self, params: dict[str, Any], user: User) -> dict[str, Any]:
+    def _add_records(self, params: dict[str, Any], access: Access) -> dict[str, Any]:
         check_app(self._app_id, params)
         records = params.get("records")
         if not isinstance(records, list):
             raise invalid_param("records", "Required field.")
         if len(records) > MAX_RECORDS_PER_WRITE:
             raise invalid_param("records", f"Up to {MAX_RECORDS_PER_WRITE} records can be added at a time.")
-        added = self._store.add_many(records, user)
+        access.require_app_right("recordAddable")
+        added = self._store.add_many(records, access.caller.user)
         return {"ids": [str(i) for i, _ in added], "revisions": [str(r) for _, r in added]}
 
-    def _update_records(self, params: dict[str, Any], user: User) -> dict[str, Any]:
+    def _update_records(self, params: dict[str, Any], access: Access) -> dict[str, Any]:
         check_app(self._app_id, params)
         records = params.get("records")
         if params.get("upsert") in (True, "true"):
@@ -100,10 +116,10 @@ class RecordApi:
             record_id = int_param(entry, "id", key=f"records[{index}].id")
             expected_revision = revision_param(entry.get("revision"), f"records[{index}].revision")
             entries.append((record_id, expected_revision, entry.get("record")))
-        updated = self._store.update_many(entries, user)
+        updated = self._store.update_many(entries, access.caller.user, allowed=access.allowed)
         return {"records": [{"id": str(i), "revision": str(r)} for i, r in updated]}
 
-    def _delete_records(self, params: dict[str, Any], user: User) -> dict[str, Any]:
+    def _delete_records(self, params: dict[str, Any], access: Access) -> dict[str, Any]:
         check_app(self._app_id, params)
         ids = id_list(params.get("ids"), "ids")
         if len(ids) > MAX_RECORDS_PER_WRITE:
@@ -115,10 +131,10 @@ class RecordApi:
             revisions = [revision_param(value, f"revisions[{i}]") for i, value in enumerate(raw_revisions)]
         else:
             raise invalid_param("revisions", "Give one revision for each id.")
-        self._store.delete_many(ids, revisions, user, notify=False)
+        self._store.delete_many(ids, revisions, access.caller.user, notify=False, allowed=access.allowed)
         return {}
 
-    def _add_comment(self, params: dict[str, Any], user: User) -> dict[str, Any]:
+    def _add_comment(self, params: dict[str, Any], access: Access) -> dict[str, Any]:
         check_app(self._app_id, params)
         record_id = int_param(params, "record")
         comment = params.get("comment")
@@ -143,9 +159,34 @@ class RecordApi:
                     f"comment.mentions[{index}]", "Give a code and a type (USER, GROUP, ORGANIZATION)."
                 )
             parsed_mentions.append((mention["code"], mention.get("type", "USER")))
-        return {"id": str(self._store.add_comment(record_id, text, parsed_mentions, user))}
+        comment_id = self._store.add_comment(
+            record_id,
+            text,
+            parsed_mentions,
+            access.caller.user,
+            notified=self._notified(parsed_mentions),
+            allowed=access.allowed,
+        )
+        return {"id": str(comment_id)}
 
-    def _get_comments(self, params: dict[str, Any], _user: User) -> dict[str, Any]:
+    def _notified(self, mentions: list[tuple[str, str]]) -> list[str]:
+        """Whom kintone notifies: mentioned users who are active. A suspended or deleted user, an
+        organization or a group gets nothing, and the comment is posted all the same; a guest user,
+        who is not invited to this app (it is in no guest space), is refused."""
+        notified = []
+        for index, (code, kind) in enumerate(mentions):
+            if kind != "USER":
+                continue
+            user = self._directory.user(code)
+            if code.startswith(GUEST_PREFIX) or (user is not None and user.guest):
+                raise invalid_param(
+                    f"comment.mentions[{index}].code", "The guest user is not a member of this app's space."
+                )
+            if user is not None and user.valid and code not in notified:
+                notified.append(code)
+        return notified
+
+    def _get_comments(self, params: dict[str, Any], access: Access) -> dict[str, Any]:
         check_app(self._app_id, params)
         record_id = int_param(params, "record")
         order = params.get("order") or "desc"
@@ -155,4 +196,4 @@ class RecordApi:
         limit = int_param({"limit": params.get("limit") or MAX_COMMENTS_PER_READ}, "limit")
         if limit > MAX_COMMENTS_PER_READ:
             raise invalid_param("limit", f"Must be {MAX_COMMENTS_PER_READ} or less.")
-        return self._store.list_comments(record_id, order, offset, limit)
+        return self._store.list_comments(record_id, order, offset, limit, allowed=access.allowed)

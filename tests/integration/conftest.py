@@ -7,7 +7,6 @@ emulator, and the real handlers running in this process so tests can watch them.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -24,18 +23,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lambdas.adapters.wiring import build_reconciler, reset_caches
+from local import kintone_directory
 from local.aws_resources import (
     ProvisioningResources,
     create_provisioning_resources,
     ensure_moto_server,
     local_client,
-)
-from local.directory import (
-    ADMIN_LOGIN,
-    USER_API_TOKEN_SECRET,
-    directory_document,
-    new_directory_secrets,
-    password_secret,
 )
 from local.kintone_emulator import KintoneEmulator
 from local.kintone_emulator.directory import Directory
@@ -52,6 +45,8 @@ UNCAPPED = 1_000_000
 @dataclass
 class LocalStack:
     emulator: KintoneEmulator
+    passwords: dict[str, str]  # login -> password, for every user of the emulator's directory
+    user_api_token: str  # the directory's common-administration token (Read scope)
     runtime: LocalRuntime
     litellm: LiteLLMEndpoint
     resources: ProvisioningResources
@@ -61,7 +56,6 @@ class LocalStack:
     key_secret_prefix: str
     litellm_faults: FaultProxy
     aws_faults: AwsFaults
-    directory_secrets: dict[str, str]
 
     @property
     def kintone_url(self) -> str:
@@ -73,12 +67,16 @@ class LocalStack:
 
     # -- kintone, as its users and its webhooks ---------------------------------------------------
 
+    def as_user(self, login: str) -> dict[str, str]:
+        """The headers that sign `login` in with their password (kintone and the User API)."""
+        return kintone_directory.password_header(login, self.passwords[login])
+
     def save_record(self, user: str = "taro", **fields: Any) -> str:
-        """A user saves a new record from the kintone screen (fires ADD_RECORD)."""
+        """A user saves a new record, signed in with their password (fires ADD_RECORD)."""
         values = {"key_name": "integration test", "team": "platform", **fields}
         response = httpx.post(
             f"{self.kintone_url}/k/v1/record.json",
-            headers={"X-Cybozu-API-Token": self.api_token, "X-Emulator-User": user},
+            headers=self.as_user(user),
             json={"app": APP_ID, "record": {code: {"value": value} for code, value in values.items()}},
             timeout=10,
         )
@@ -86,10 +84,11 @@ class LocalStack:
         return response.json()["id"]
 
     def edit_record(self, record_id: str, user: str = "taro", **fields: Any) -> int:
-        """A user edits a record from the kintone screen (fires UPDATE_RECORD); returns the revision."""
+        """A user edits a record, signed in with their password (fires UPDATE_RECORD); returns the
+        revision."""
         response = httpx.put(
             f"{self.kintone_url}/k/v1/record.json",
-            headers={"X-Cybozu-API-Token": self.api_token, "X-Emulator-User": user},
+            headers=self.as_user(user),
             json={
                 "app": APP_ID,
                 "id": record_id,
@@ -120,6 +119,50 @@ class LocalStack:
         )
         response.raise_for_status()
         return response.json()["record"]
+
+    def read_record_as(self, user: str, record_id: str) -> httpx.Response:
+        """`GET /k/v1/record.json` as `user`: 200, or 403 CB_NO02 where their permissions refuse it."""
+        return httpx.get(
+            f"{self.kintone_url}/k/v1/record.json",
+            params={"app": APP_ID, "id": record_id},
+            headers=self.as_user(user),
+            timeout=10,
+        )
+
+    def query_as(self, user: str, query: str = "") -> httpx.Response:
+        """`GET /k/v1/records.json` as `user`, with totalCount: only the records they may view."""
+        return httpx.get(
+            f"{self.kintone_url}/k/v1/records.json",
+            params={"app": APP_ID, "query": query, "totalCount": "true"},
+            headers=self.as_user(user),
+            timeout=10,
+        )
+
+    # -- the directory and record permissions, as the administrator changes them (admin's password) --
+
+    def deactivate_user(self, login: str, *, valid: bool = False) -> None:
+        """`PUT /v1/users.json` with `valid: false` (or true again)."""
+        self._as_administrator("/v1/users.json", {"users": [{"code": login, "valid": valid}]})
+
+    def move_user(self, login: str, *organizations: str) -> None:
+        """`PUT /v1/userOrganizations.json`: `login` belongs to exactly `organizations` afterwards."""
+        memberships = [{"orgCode": code} for code in organizations]
+        self._as_administrator(
+            "/v1/userOrganizations.json",
+            {"userOrganizations": [{"code": login, "organizations": memberships}]},
+        )
+
+    def set_record_permissions(self, rights: list[dict[str, Any]]) -> None:
+        """`PUT /k/v1/record/acl.json` as the app's creator (admin): applies at once, as kintone does."""
+        self._as_administrator("/k/v1/record/acl.json", {"app": APP_ID, "rights": rights})
+
+    def _as_administrator(self, path: str, body: dict[str, Any]) -> None:
+        httpx.put(
+            f"{self.kintone_url}{path}",
+            headers=self.as_user(kintone_directory.ADMIN_LOGIN),
+            json=body,
+            timeout=10,
+        ).raise_for_status()
 
     def wait_for_status(self, record_id: str, status: str) -> dict[str, Any]:
         response = httpx.get(
@@ -156,10 +199,11 @@ class LocalStack:
     def wait_handled(self, count: int) -> None:
         assert self.runtime.poller.wait_handled(count, WAIT_SECONDS), "the worker did not handle the message"
 
-    def delete_from_screen(self, *record_ids: str) -> None:
+    def delete_from_screen(self, *record_ids: str, user: str = "taro") -> None:
         """A user deletes records from the kintone screen (fires DELETE_RECORD)."""
         httpx.post(
             f"{self.kintone_url}/_emulator/records/delete",
+            headers=self.as_user(user),
             json={"app": APP_ID, "ids": [int(record_id) for record_id in record_ids]},
             timeout=10,
         ).raise_for_status()
@@ -167,12 +211,12 @@ class LocalStack:
     def bulk_save(self, count: int, user: str = "taro") -> list[str]:
         """`POST /k/v1/records.json` (an import through the API): kintone sends no webhook for it.
 
-        Saved by `user` rather than with the app's token alone, whose records belong to nobody."""
+        Signed in as `user`: a record saved with the app's token alone belongs to nobody."""
         record_ids: list[str] = []
         for start in range(0, count, 100):  # kintone's limit per request
             response = httpx.post(
                 f"{self.kintone_url}/k/v1/records.json",
-                headers={"X-Cybozu-API-Token": self.api_token, "X-Emulator-User": user},
+                headers=self.as_user(user),
                 json={
                     "app": APP_ID,
                     "records": [
@@ -195,28 +239,6 @@ class LocalStack:
             json={"app": APP_ID, "ids": [int(record_id) for record_id in record_ids]},
             timeout=10,
         ).raise_for_status()
-
-    # -- the cybozu.com directory, as its administrator changes it ------------------------------------
-
-    def user_api(self, method: str, path: str, body: dict[str, Any]) -> None:
-        """A write of the User API with the administrator's password (X-Cybozu-Authorization)."""
-        login = f"{ADMIN_LOGIN}:{self.directory_secrets[password_secret(ADMIN_LOGIN)]}"
-        response = httpx.request(
-            method,
-            f"{self.kintone_url}{path}",
-            headers={"X-Cybozu-Authorization": base64.b64encode(login.encode()).decode()},
-            json=body,
-            timeout=10,
-        )
-        assert response.status_code == 200, response.text
-
-    def set_valid(self, user: str, valid: bool) -> None:
-        self.user_api("PUT", "/v1/users.json", {"users": [{"code": user, "valid": valid}]})
-
-    def set_organizations(self, user: str, organizations: list[str]) -> None:
-        """The user's whole list of organizations: those left out, they leave."""
-        entry = {"code": user, "organizations": [{"orgCode": code} for code in organizations]}
-        self.user_api("PUT", "/v1/userOrganizations.json", {"userOrganizations": [entry]})
 
     def reconcile(self, **event: Any) -> dict[str, Any]:
         """One run of the reconciler handler, as its schedule would invoke it (or an operator)."""
@@ -309,8 +331,8 @@ class AwsFaults:
 
 
 # Members of platform besides the local directory's, each owning the keys of one offboarding test,
-# so that leaving touches no other test's keys.
-# leaver-listed-late comes last: the last member of platform in the User API's lists (by id).
+# so that their leaving touches no other test's keys. leaver-listed-late comes last: the last member
+# of platform in the User API's lists (which are in id order).
 LEAVERS = (
     "leaver-deactivated",
     "leaver-moved",
@@ -318,12 +340,6 @@ LEAVERS = (
     "leaver-en-masse",
     "leaver-listed-late",
 )
-
-
-def integration_directory(directory_secrets: dict[str, str]) -> dict[str, Any]:
-    document = directory_document(directory_secrets)
-    document["users"] += [{"code": code, "organizations": ["platform"]} for code in LEAVERS]
-    return document
 
 
 @pytest.fixture(scope="session")
@@ -334,13 +350,21 @@ def local_stack() -> Iterator[LocalStack]:
     api_token = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
     litellm_faults = FaultProxy(litellm.base_url)
     aws_faults = AwsFaults()
-    directory_secrets = new_directory_secrets()
+    # The directory of the local stack, with passwords of this session, and the offboarding tests' owners.
+    passwords = kintone_directory.new_passwords()
+    user_api_token = kintone_directory.new_user_api_token()
+    document = kintone_directory.directory_document(passwords, user_api_token)
+    for login in LEAVERS:
+        passwords[login] = secrets.token_urlsafe(18)
+        document["users"].append({"code": login, "password": passwords[login], "organizations": ["platform"]})
+    directory = Directory.from_document(document)
     # Tests save records far faster than kintone's 60 webhooks a minute; tests of that cap set it.
     emulator = KintoneEmulator(
         app_id=APP_ID,
         api_tokens=[api_token],
         webhook_rate_per_minute=UNCAPPED,
-        directory=Directory.from_document(integration_directory(directory_secrets)),
+        directory=directory,
+        app_creator=kintone_directory.ADMIN_LOGIN,
     )
     kintone_url = emulator.start()
     resources = create_provisioning_resources(
@@ -348,7 +372,7 @@ def local_stack() -> Iterator[LocalStack]:
         f"it-{session}",
         kintone_api_token=api_token,
         litellm_master_key=litellm.master_key,
-        cybozu_user_api_token=directory_secrets[USER_API_TOKEN_SECRET],
+        cybozu_user_api_token=user_api_token,
     )
     environment = function_environment(
         aws_endpoint=aws_endpoint,
@@ -361,6 +385,9 @@ def local_stack() -> Iterator[LocalStack]:
     )
     environment["MESSAGE_LANGUAGE"] = "en"
     environment["HTTP_TIMEOUT_SECONDS"] = "2"  # so an injected hang becomes a timeout quickly
+    # The backoff between deliveries, 1, 2, 4, 8 s (with jitter) instead of 5 to 40: the same
+    # mechanism, short enough for a test to see a request through all its attempts.
+    environment["REDELIVERY_BASE_SECONDS"] = "1"
     saved_environment = dict(os.environ)
     os.environ.update(environment)
     reset_caches()
@@ -370,6 +397,8 @@ def local_stack() -> Iterator[LocalStack]:
     try:
         yield LocalStack(
             emulator=emulator,
+            passwords=passwords,
+            user_api_token=user_api_token,
             runtime=runtime,
             litellm=litellm,
             resources=resources,
@@ -379,7 +408,6 @@ def local_stack() -> Iterator[LocalStack]:
             key_secret_prefix=environment["KEY_SECRET_PREFIX"],
             litellm_faults=litellm_faults,
             aws_faults=aws_faults,
-            directory_secrets=directory_secrets,
         )
     finally:
         runtime.stop()

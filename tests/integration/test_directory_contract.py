@@ -2,7 +2,7 @@
 
 `fake` is tests/unit/fakes.FakeDirectory; `user-api` is CybozuDirectory over HTTP against the
 emulator's cybozu.com User API, with a Read-scope common-administration token, changed through the
-administrator's User API writes. Both start from the local directory (local/directory.py).
+administrator's User API writes. Both start from the local directory (local/kintone_directory.py).
 """
 
 from __future__ import annotations
@@ -12,15 +12,27 @@ from dataclasses import dataclass
 
 import pytest
 
-from lambdas.adapters.cybozu_directory import CybozuDirectory, api_token_headers
+from lambdas.adapters.cybozu_directory import CybozuDirectory
 from lambdas.domain.membership import Memberships, Standing
 from lambdas.domain.ports import Directory, DirectoryError
 from lambdas.domain.teams import TeamMembers
-from local.directory import USER_API_TOKEN_SECRET
 from tests.integration.conftest import LocalStack
 from tests.unit.fakes import FakeDirectory
 
 pytestmark = pytest.mark.integration
+
+
+class FixedToken:
+    """The session's Read-scope User API token, as SecretCredential would hand it over."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def current(self) -> str:
+        return self._token
+
+    def refreshed(self) -> str:
+        return self._token
 
 
 @dataclass
@@ -43,16 +55,15 @@ def side(request: pytest.FixtureRequest) -> Iterator[Side]:
         )
         return
     stack: LocalStack = request.getfixturevalue("local_stack")
-    token = stack.directory_secrets[USER_API_TOKEN_SECRET]
-    real = CybozuDirectory(stack.kintone_url, api_token_headers(token), 5)
+    real = CybozuDirectory(stack.kintone_url, FixedToken(stack.user_api_token), 5)
     yield Side(
         real,
-        lambda user: stack.set_valid(user, False),
-        lambda user: stack.set_valid(user, True),
-        stack.set_organizations,
+        stack.deactivate_user,
+        lambda user: stack.deactivate_user(user, valid=True),
+        lambda user, organizations: stack.move_user(user, *organizations),
     )
-    stack.set_valid("jiro", True)
-    stack.set_organizations("jiro", ["research"])
+    stack.deactivate_user("jiro", valid=True)
+    stack.move_user("jiro", "research")
 
 
 def codes(users) -> set[str]:

@@ -29,8 +29,8 @@ def directory_restored(local_stack: LocalStack) -> Iterator[LocalStack]:
     yield local_stack
     local_stack.emulator.clear_faults()
     for leaver in ("leaver-deactivated", "leaver-moved", "leaver-during-fault", "leaver-en-masse"):
-        local_stack.set_valid(leaver, True)
-        local_stack.set_organizations(leaver, ["platform"])
+        local_stack.deactivate_user(leaver, valid=True)
+        local_stack.move_user(leaver, "platform")
 
 
 def emitted_metrics(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
@@ -76,12 +76,12 @@ def test_someone_outside_platform_gets_failed_and_no_key(local_stack: LocalStack
     [
         (
             "leaver-deactivated",
-            lambda stack: stack.set_valid("leaver-deactivated", False),
+            lambda stack: stack.deactivate_user("leaver-deactivated"),
             "the user is deactivated",
         ),
         (
             "leaver-moved",
-            lambda stack: stack.set_organizations("leaver-moved", ["research"]),
+            lambda stack: stack.move_user("leaver-moved", "research"),
             "not a member of the team",
         ),
     ],
@@ -126,7 +126,7 @@ def test_a_failing_user_api_during_a_sweep_revokes_nothing(
 ) -> None:
     stack = directory_restored
     record_id, api_key = issued_to(stack, "leaver-during-fault")
-    stack.set_valid("leaver-during-fault", False)
+    stack.deactivate_user("leaver-during-fault")
     stack.emulator.add_fault(**fault)
     emitted = emitted_metrics(monkeypatch)
 
@@ -169,7 +169,7 @@ def test_more_owners_leaving_than_the_guard_allows_revokes_nothing(
     record_ids = stack.bulk_save(issued_keys // 4 + 6, user="leaver-en-masse")
     stack.reconcile()  # no webhooks for a bulk save: the sweep finds them
     keys = [stack.wait_for_status(record_id, "Issued")["api_key"]["value"] for record_id in record_ids]
-    stack.set_valid("leaver-en-masse", False)
+    stack.deactivate_user("leaver-en-masse")
     emitted = emitted_metrics(monkeypatch)
 
     report = stack.reconcile()

@@ -130,12 +130,12 @@ def test_an_edit_updates_the_key_in_place(local_stack: LocalStack) -> None:
     record_id, record = issued(local_stack)
     api_key = record["api_key"]["value"]
 
-    local_stack.set_organizations("taro", ["platform", "research"])  # a key moves only to its owner's team
+    local_stack.move_user("taro", "platform", "research")  # a key moves only to its owner's team
     try:
         revision = local_stack.edit_record(record_id, team="research", models=["priced-gpt"])
         record = local_stack.wait_for_write_after(record_id, revision)
     finally:
-        local_stack.set_organizations("taro", ["platform"])
+        local_stack.move_user("taro", "platform")
 
     assert record["status"]["value"] == "Issued"
     assert "team: platform → research" in record["message"]["value"]

@@ -15,6 +15,7 @@ from lambdas.adapters.cybozu_directory import (
     api_token_headers,
     password_headers,
 )
+from lambdas.adapters.retries import RetryPolicy
 from lambdas.domain.membership import Memberships, owners_who_left
 from lambdas.domain.ports import DirectoryError, DirectoryUser, KeyState, KeyStatus, TransientError
 from lambdas.domain.redaction import register_secret
@@ -29,16 +30,38 @@ def user(code: str, valid: bool = True) -> dict:
     return {"id": "7", "code": code, "valid": valid, "name": code.title(), "email": f"{code}@example.com"}
 
 
-def directory(handler) -> tuple[CybozuDirectory, list[httpx.Request]]:
+class StoredSecret:
+    """A credential as Secrets Manager holds it: `stored` changes when it is rotated."""
+
+    def __init__(self, value: str) -> None:
+        self.stored = self.cached = value
+
+    def current(self) -> str:
+        return self.cached
+
+    def refreshed(self) -> str:
+        self.cached = self.stored
+        return self.cached
+
+
+def directory(
+    handler, credential: StoredSecret | None = None, login: str | None = None
+) -> tuple[CybozuDirectory, list[httpx.Request]]:
     requests: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         requests.append(request)
         return handler(request)
 
-    return CybozuDirectory(
-        BASE_URL, api_token_headers(TOKEN), 5, transport=httpx.MockTransport(answer)
-    ), requests
+    client = CybozuDirectory(
+        BASE_URL,
+        credential or StoredSecret(TOKEN),
+        5,
+        login=login,
+        transport=httpx.MockTransport(answer),
+        retry_policy=RetryPolicy(base_seconds=0),
+    )
+    return client, requests
 
 
 def query(request: httpx.Request) -> dict[str, str]:
@@ -153,13 +176,43 @@ def test_faults_and_partial_answers_are_transient(answer: httpx.Response | Excep
         client.organization_members("platform")
 
 
-def test_a_fault_on_a_later_page_fails_the_whole_list() -> None:
-    full = httpx.Response(200, json={"userTitles": [{"user": user(f"p{n}")} for n in range(PAGE_SIZE)]})
-    answers = [full, httpx.Response(500, text="oops")]
-    client, _ = directory(lambda request: answers.pop(0))
+def test_a_fault_is_retried_within_the_call() -> None:
+    answers = [httpx.Response(503, text="busy"), httpx.Response(200, json={"users": [user("taro")]})]
+    client, requests = directory(lambda request: answers.pop(0))
 
+    assert client.users(["taro"]) == [DirectoryUser(code="taro", valid=True)]
+    assert len(requests) == 2
+
+
+def test_a_fault_on_a_later_page_fails_the_whole_list() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if query(request)["offset"] == "0":
+            return httpx.Response(
+                200, json={"userTitles": [{"user": user(f"p{n}")} for n in range(PAGE_SIZE)]}
+            )
+        return httpx.Response(500, text="oops")
+
+    client, _ = directory(handler)
     with pytest.raises(TransientError, match="answered 500"):
         client.organization_members("platform")
+
+
+def test_a_password_goes_with_the_login_and_a_rotated_credential_is_read_again() -> None:
+    secret = StoredSecret("old-password")
+    secret.stored = "new-password"  # changed in Secrets Manager since it was cached
+    refusal = {"code": "CB_WA01", "id": "1", "message": "Password authentication failed."}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent = base64.b64decode(request.headers["X-Cybozu-Authorization"]).decode()
+        if sent != "reader:new-password":
+            return httpx.Response(401, json=refusal)
+        return httpx.Response(200, json={"groups": []})
+
+    client, requests = directory(handler, credential=secret, login="reader")
+
+    assert client.groups_of("taro") == []
+    assert len(requests) == 2
+    assert "Authorization" not in requests[-1].headers
 
 
 def test_refusals_are_permanent_and_name_the_code_without_the_credential() -> None:

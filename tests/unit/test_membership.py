@@ -17,7 +17,7 @@ from lambdas.domain.provisioning import Outcome
 from lambdas.domain.teams import TeamMembers
 from tests.unit.fakes import FakeDirectory, kintone_record
 from tests.unit.test_provisioning import World as ProvisioningWorld
-from tests.unit.test_rotation import APP, World
+from tests.unit.world import APP, World
 
 
 def record(record_id: str, creator: str = "taro", owners: list[str] | None = None, **fields: Any) -> dict:
