@@ -52,6 +52,7 @@ class ProvisioningResources:
     webhook_token_secret_id: str
     kintone_api_token_secret_id: str
     litellm_master_key_secret_id: str
+    cybozu_user_api_token_secret_id: str
     webhook_token: str
 
 
@@ -80,6 +81,7 @@ def create_provisioning_resources(
     namespace: str,
     kintone_api_token: str,
     litellm_master_key: str,
+    cybozu_user_api_token: str,
     webhook_token: str | None = None,
 ) -> ProvisioningResources:
     """Queue, DLQ, state table and secrets as the CDK stack defines them. Safe to repeat."""
@@ -141,6 +143,9 @@ def create_provisioning_resources(
         ),
         litellm_master_key_secret_id=_put_secret(
             secretsmanager, f"{namespace}/litellm-master-key", litellm_master_key
+        ),
+        cybozu_user_api_token_secret_id=_put_secret(
+            secretsmanager, f"{namespace}/cybozu-user-api-token", cybozu_user_api_token
         ),
         webhook_token=webhook_token,
     )

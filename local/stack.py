@@ -161,6 +161,7 @@ def function_environment(
         "KINTONE_API_TOKEN_SECRET_ID": resources.kintone_api_token_secret_id,
         "LITELLM_BASE_URL": litellm_base_url,
         "LITELLM_MASTER_KEY_SECRET_ID": resources.litellm_master_key_secret_id,
+        "CYBOZU_USER_API_TOKEN_SECRET_ID": resources.cybozu_user_api_token_secret_id,
         "WEBHOOK_TOKEN_SECRET_ID": resources.webhook_token_secret_id,
         "QUEUE_URL": resources.queue_url,
         "DEAD_LETTER_QUEUE_URL": resources.dead_letter_queue_url,
@@ -185,12 +186,18 @@ def up() -> dict[str, str]:
     stack_secrets = _stack_secrets()
     litellm = _ensure_litellm()
     kintone_base_url, kintone_app_id, kintone_api_token, is_emulator = _ensure_kintone(stack_secrets)
+    if not is_emulator and not os.environ.get("CYBOZU_USER_API_TOKEN"):
+        raise SystemExit(
+            "CYBOZU_USER_API_TOKEN is needed with a real kintone: a cybozu.com common-administration "
+            "API token (Read scope) of its domain, to check who may hold which team's keys"
+        )
     aws_endpoint = ensure_moto_server(STATE_DIR)
     resources = create_provisioning_resources(
         aws_endpoint,
         NAMESPACE,
         kintone_api_token=kintone_api_token,
         litellm_master_key=litellm.master_key,
+        cybozu_user_api_token=_user_api_token(stack_secrets),
         webhook_token=stack_secrets["webhook_token"],
     )
     environment = function_environment(

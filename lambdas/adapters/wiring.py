@@ -13,12 +13,14 @@ from aws_lambda_powertools.utilities import parameters
 
 from lambdas.adapters import source_identity
 from lambdas.adapters.credentials import SecretCredential
+from lambdas.adapters.cybozu_directory import CybozuDirectory
 from lambdas.adapters.dynamodb_state_store import DynamoDBStateStore
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMKeyGateway
 from lambdas.adapters.retries import AWS_CLIENT_CONFIG
 from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
 from lambdas.adapters.sqs_work_queue import SqsWorkQueue
+from lambdas.domain.membership import Memberships
 from lambdas.domain.ports import RotationRequester
 from lambdas.domain.provisioning import KeyProvisioner, ProvisioningConfig
 from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
@@ -124,6 +126,20 @@ def litellm_gateway() -> LiteLLMKeyGateway:
 
 
 @cache
+def memberships() -> Memberships:
+    """The directory, with the common-administration API token or else the login and password."""
+    settings = load_settings()
+    token = settings.cybozu_user_api_token_secret_id
+    directory = CybozuDirectory(
+        settings.kintone_base_url,
+        SecretCredential(token or settings.cybozu_user_api_password_secret_id),
+        settings.http_timeout_seconds,
+        login=None if token else settings.cybozu_user_api_login,
+    )
+    return Memberships(directory)
+
+
+@cache
 def provisioner() -> KeyProvisioner:
     settings = load_settings()
     return KeyProvisioner(
@@ -139,6 +155,7 @@ def provisioner() -> KeyProvisioner:
         key_store=key_store(),
         state_store=state_store(),
         rotations=rotation_requester(),
+        memberships=memberships(),
     )
 
 
@@ -170,12 +187,14 @@ def build_reconciler(clock: Callable[[], float] = time.time) -> Reconciler:
             full_sweep_seconds=settings.reconcile_full_sweep_seconds,
             max_revoke_share=settings.max_revoke_share,
             mass_revoke_floor=settings.mass_revoke_floor,
+            team_catalog=settings.team_catalog,
         ),
         records=kintone_records(),
         state_store=state_store(),
         queue=SqsWorkQueue(sqs_client(), settings.queue_url),
         gateway=litellm_gateway(),
         clock=clock,
+        memberships=memberships(),
     )
 
 
@@ -195,6 +214,7 @@ def reset_caches() -> None:
         key_store,
         kintone_records,
         litellm_gateway,
+        memberships,
         state_store,
         provisioner,
         rotator,

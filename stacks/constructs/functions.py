@@ -5,10 +5,10 @@ each grant is an API call its code makes (lambdas/adapters):
 - webhook: read the webhook token secret, send to the queue.
 - worker: consume the queue (receive, delete, change a message's visibility for backoff), send on to
   it what it did not attempt and park what used its last attempt in the dead-letter queue; read the
-  kintone and LiteLLM secrets; get and put its record's state;
+  kintone, directory and LiteLLM secrets; get and put its record's state;
   create, read, restore, void and delete key secrets under the key prefix, turn on and request their
   rotation (and so invoke the rotator, as AWS requires of RotateSecret's caller); assume the audit role.
-- reconciler: read the kintone and LiteLLM secrets; get and put its cursor and read states, query
+- reconciler: read the kintone, directory and LiteLLM secrets; get and put its cursor and read states, query
   the status index, delete due retirements; send to the queue. No key secret at all.
 - rotator: read the kintone and LiteLLM secrets; get and put the record's state; the four rotation
   steps' calls on key secrets (describe, read, put the pending value, move the stages) under the key
@@ -191,6 +191,7 @@ class ProvisioningFunctions(Construct):
             "MAX_WEBHOOK_BODY_BYTES": str(settings.api.max_webhook_body_bytes),
             "HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
             "SECRET_RECOVERY_WINDOW_DAYS": str(settings.secret_recovery_window_days),
+            **directory_credential(settings, secrets.cybozu_user_api),
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(settings),
             "LOG_LEVEL": "INFO",
@@ -246,6 +247,9 @@ class ProvisioningFunctions(Construct):
         for function in (self.worker, self.reconciler, self.rotator):
             self._allow_secret_read(function, secrets.kintone_api_token)
             self._allow_secret_read(function, secrets.litellm_master_key)
+        # Only the functions that ask the directory (issuing, offboarding sweeps) may read its credential.
+        for function in (self.worker, self.reconciler):
+            self._allow_secret_read(function, secrets.cybozu_user_api)
         self._allow_table(self.worker, state, WORKER_TABLE)
         self._allow_table(self.rotator, state, ROTATOR_TABLE)
         # The reconciler keeps its sweep cursor in the table and clears retired keys' entries.
@@ -424,6 +428,14 @@ class ProvisioningFunctions(Construct):
             resources=[key.key_arn],
             conditions={"StringEquals": {"kms:ViaService": f"{service}.{region}.amazonaws.com"}},
         )
+
+
+def directory_credential(settings: EnvironmentSettings, secret: secretsmanager.ISecret) -> dict[str, str]:
+    """The User API credential's settings: the secret holds a token, or the password of a login."""
+    login = settings.kintone.user_api_login
+    if login is None:
+        return {"CYBOZU_USER_API_TOKEN_SECRET_ID": secret.secret_arn}
+    return {"CYBOZU_USER_API_LOGIN": login, "CYBOZU_USER_API_PASSWORD_SECRET_ID": secret.secret_arn}
 
 
 def metrics_namespace(settings: EnvironmentSettings) -> str:

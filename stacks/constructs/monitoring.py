@@ -28,6 +28,8 @@ WEBHOOKS_ACCEPTED = "WebhookAccepted"
 WEBHOOKS_REJECTED = "WebhookRejected"
 # The reconciler refused to revoke many keys at once (their records vanished): a person must look.
 MASS_REVOKE_BLOCKED = "MassRevokeBlocked"
+# A full sweep could not read the directory (cybozu.com User API), so no owner was checked.
+OWNER_CHECK_FAILED = "OwnerCheckFailed"
 KEYS_ROTATED = "KeysRotated"
 TIME_TO_KEY = "TimeToKey"
 _AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
@@ -108,6 +110,15 @@ class Monitoring(Construct):
             threshold=1,
             description="The reconciler found many issued keys without a record and revoked none: check "
             'the kintone app, then invoke the reconciler with {"allow_mass_revoke": true} if intended.',
+        )
+        self._alarm(
+            "OwnerCheckFailed",
+            self._pipeline_metric(OWNER_CHECK_FAILED, "Sum", "owner checks failed").with_(
+                period=Duration.hours(1)
+            ),
+            threshold=2,
+            description="Full sweeps could not read the cybozu.com User API twice within an hour, so "
+            "nobody who left is losing their key: check the cybozu-user-api secret and the User API.",
         )
         self._alarm(
             "WebhookServerErrors",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import re
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,8 +14,9 @@ from aws_cdk.assertions import Match
 
 from lambdas.domain.settings import ENVIRONMENT_VARIABLES, Settings, settings_from_environment
 from local.aws_resources import VISIBILITY_TIMEOUT_SECONDS
-from stacks.constructs.functions import KEY_SECRET_ACTIONS
-from tests.infra.conftest import REPO_ROOT, Synthesized, key_secrets_arn
+from stacks.config import load_environment_settings
+from stacks.constructs.functions import KEY_SECRET_ACTIONS, directory_credential
+from tests.infra.conftest import REPO_ROOT, Synthesized, cdk_context, key_secrets_arn
 
 pytestmark = pytest.mark.infra
 
@@ -432,17 +435,46 @@ def test_only_the_callers_of_rotate_secret_may_invoke_the_rotator(environment: S
     assert holders == rotate_callers == {"WorkerRole"}
 
 
-def test_worker_reads_only_the_kintone_token_and_master_key_besides_key_secrets(
-    environment: Synthesized,
-) -> None:
-    reads = [
-        resource
-        for statement in role_statements(environment, "WorkerRole")
+def secret_reads(environment: Synthesized, role: str) -> set[str]:
+    return {
+        ref(resource)
+        for statement in role_statements(environment, role)
         if actions(statement) == ["secretsmanager:GetSecretValue"]
         for resource in resources(statement)
-    ]
-    assert secret_id(environment, "KintoneApiToken") in {ref(resource) for resource in reads}
-    assert len(reads) == 2, "kintone API token and LiteLLM master key"
+    }
+
+
+def test_worker_reads_only_the_kintone_and_directory_credentials_and_master_key_besides_key_secrets(
+    environment: Synthesized,
+) -> None:
+    reads = secret_reads(environment, "WorkerRole")
+    assert {secret_id(environment, "KintoneApiToken"), secret_id(environment, "CybozuUserApi")} <= reads
+    assert len(reads) == 3, "kintone API token, cybozu User API credential and LiteLLM master key"
+
+
+def test_only_the_worker_and_the_reconciler_may_read_the_directory_credential(
+    environment: Synthesized,
+) -> None:
+    directory = secret_id(environment, "CybozuUserApi")
+    readers = {role for role in ("WebhookRole", "WorkerRole", "ReconcilerRole", "RotatorRole")
+               if directory in secret_reads(environment, role)}  # fmt: skip
+    assert readers == {"WorkerRole", "ReconcilerRole"}
+    for name in FUNCTIONS:
+        variables = function(environment, name)["Properties"]["Environment"]["Variables"]
+        assert ref(variables["CYBOZU_USER_API_TOKEN_SECRET_ID"]) == directory
+        assert "CYBOZU_USER_API_LOGIN" not in variables
+
+
+def test_the_directory_may_be_read_with_a_login_and_its_password_instead() -> None:
+    environments = copy.deepcopy(cdk_context()["environments"])
+    environments["staging"]["kintone"]["user_api_login"] = "llm-directory-reader"
+    settings = load_environment_settings(environments, "staging")
+    secret = SimpleNamespace(secret_arn="arn:aws:secretsmanager:ap-northeast-1:222222222222:secret:dir")
+
+    assert directory_credential(settings, secret) == {
+        "CYBOZU_USER_API_LOGIN": "llm-directory-reader",
+        "CYBOZU_USER_API_PASSWORD_SECRET_ID": secret.secret_arn,
+    }
 
 
 def test_webhook_may_only_read_its_token_and_enqueue(environment: Synthesized) -> None:

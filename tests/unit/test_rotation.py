@@ -70,6 +70,7 @@ def test_a_team_change_after_a_rotation_updates_the_new_key(world: World) -> Non
     world.rotate(ref)
     new_key = world.records.value(ref, "api_key")
 
+    world.directory.move("taro", ["platform", "research"])
     world.records.edit(ref, team="research", models=["priced-gpt"])
     assert world.converge(ref).outcome == Outcome.UPDATED
 

@@ -20,6 +20,7 @@ def valid_environment() -> dict[str, str]:
         "WEBHOOK_TOKEN_SECRET_ID": "webhook-token",
         "STATE_TABLE_NAME": "state",
         "TEAM_CATALOG": json.dumps(LOCAL_TEAM_CATALOG),
+        "CYBOZU_USER_API_TOKEN_SECRET_ID": "cybozu-user-api-token",
     }
 
 
@@ -30,6 +31,17 @@ def test_valid_environment_gives_settings_with_defaults() -> None:
     assert settings.field_codes.api_key == "api_key"
     assert settings.team_catalog.names() == ["platform", "research"]
     assert settings.field_codes.owner == "owner"
+
+
+def test_the_directory_may_be_read_with_a_password_instead_of_a_token() -> None:
+    environment = valid_environment()
+    del environment["CYBOZU_USER_API_TOKEN_SECRET_ID"]
+    environment |= {"CYBOZU_USER_API_LOGIN": "reader", "CYBOZU_USER_API_PASSWORD_SECRET_ID": "reader-pw"}
+    settings = settings_from_environment(environment)
+    assert (settings.cybozu_user_api_login, settings.cybozu_user_api_password_secret_id) == (
+        "reader",
+        "reader-pw",
+    )
 
 
 def test_field_codes_are_configurable() -> None:
@@ -68,6 +80,16 @@ def test_field_codes_are_configurable() -> None:
         ),
         ({"FIELD_CODES": '{"nope": "x"}'}, "FIELD_CODES[nope] is invalid"),
         ({"MESSAGE_LANGUAGE": "fr"}, "MESSAGE_LANGUAGE is invalid"),
+        (
+            {"CYBOZU_USER_API_TOKEN_SECRET_ID": None},
+            "set CYBOZU_USER_API_TOKEN_SECRET_ID, or CYBOZU_USER_API_LOGIN with "
+            "CYBOZU_USER_API_PASSWORD_SECRET_ID (one of the two)",
+        ),
+        ({"CYBOZU_USER_API_LOGIN": "reader"}, "(one of the two)"),
+        (
+            {"CYBOZU_USER_API_TOKEN_SECRET_ID": None, "CYBOZU_USER_API_LOGIN": "reader"},
+            "CYBOZU_USER_API_LOGIN and CYBOZU_USER_API_PASSWORD_SECRET_ID go together",
+        ),
         ({"KEY_SECRET_PREFIX": "no-slash"}, "KEY_SECRET_PREFIX is invalid"),
         ({"LITELLM_BASE_URL": "ftp://x"}, "LITELLM_BASE_URL is invalid"),
     ],
