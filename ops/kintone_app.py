@@ -37,6 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_STATE_DIR = Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".local"))
 DEPLOY_TIMEOUT_SECONDS = 300.0
 MISMATCH_EXIT_STATUS = 2
+# The local stack's operators: the group of the emulator's directory that holds its administrator.
+LOCAL_OPERATORS_GROUP = "llm-operators"
 
 # kintone's names of the webhook events the pipeline needs (app settings → Webhook → 通知を送信する条件).
 WEBHOOK_EVENTS = (
@@ -116,18 +118,19 @@ def read_env_file(path: Path) -> dict[str, str]:
 def local_target(state_dir: Path = LOCAL_STATE_DIR) -> AppTarget:
     """The local stack's app, with the catalog and field codes its functions run with."""
     functions_file = state_dir / "functions.json"
-    stack_env = read_env_file(state_dir / "env")
-    if not functions_file.exists() or not stack_env:
+    if not functions_file.exists():
         raise UsageError(f"no local stack settings in {state_dir}: run `make up` first")
     settings = settings_from_environment(json.loads(functions_file.read_text(encoding="utf-8")))
-    webhook_url = stack_env.get("WEBHOOK_URL", "")
+    # `make up` runs this before it has written .local/env for the first time.
+    stack_env = read_env_file(state_dir / "env")
+    webhook_url = stack_env.get("WEBHOOK_URL", "<WEBHOOK_URL in .local/env>/")
     return AppTarget(
         base_url=settings.kintone_base_url,
         app_id=settings.kintone_app_id,
         field_codes=settings.field_codes,
         teams=team_access(settings.team_catalog),
         models=catalog_models(settings.team_catalog),
-        operators_group=stack_env.get("KINTONE_OPERATORS_GROUP", "llm-operators"),
+        operators_group=LOCAL_OPERATORS_GROUP,
         language=settings.message_language,
         webhook_url_without_token=webhook_url.rsplit("/", 1)[0] + "/",
         webhook_token_location=f"the end of WEBHOOK_URL in {state_dir / 'env'}",

@@ -65,6 +65,19 @@ def test_demo_issues_a_working_key_and_no_log_holds_a_credential() -> None:
         assert not leaked, f"{path} holds credentials starting {leaked}"
     assert not any(value in demo.stdout + demo.stderr for value in credentials)
 
+    # `make up` configured the demo app with the platform team's command: running it again changes nothing.
+    again = subprocess.run(
+        [sys.executable, "-m", "ops.kintone_app", "--local"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "no change" in again.stdout
+    assert not any(value in again.stdout + again.stderr for value in credentials)
+
 
 def test_the_stack_env_names_the_directory_and_its_users_can_sign_in() -> None:
     subprocess.run(

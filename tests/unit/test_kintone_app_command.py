@@ -215,13 +215,28 @@ def test_local_target_reads_the_local_stacks_settings(tmp_path: Path) -> None:
         "MESSAGE_LANGUAGE": "en",
     }
     (tmp_path / "functions.json").write_text(json.dumps(functions))
-    (tmp_path / "env").write_text("WEBHOOK_URL=http://127.0.0.1:7/webhook/tok\nKINTONE_OPERATORS_GROUP=ops\n")
+    (tmp_path / "env").write_text("WEBHOOK_URL=http://127.0.0.1:7/webhook/tok\n")
     target = local_target(tmp_path)
     assert (target.base_url, target.app_id, target.language) == ("http://127.0.0.1:9", "1", "en")
-    assert target.operators_group == "ops"
+    assert target.operators_group == "llm-operators"
     assert [team.team for team in target.teams] == ["platform", "research"]
     assert target.webhook_url_without_token == "http://127.0.0.1:7/webhook/"
     assert "tok" not in target.webhook_token_location
+
+
+def test_local_target_before_the_first_env_file(tmp_path: Path) -> None:
+    functions = {
+        "KINTONE_BASE_URL": "http://127.0.0.1:9",
+        "KINTONE_APP_ID": "1",
+        "KINTONE_API_TOKEN_SECRET_ID": "s",
+        "LITELLM_BASE_URL": "http://127.0.0.1:8",
+        "LITELLM_MASTER_KEY_SECRET_ID": "m",
+        "WEBHOOK_TOKEN_SECRET_ID": "w",
+        "STATE_TABLE_NAME": "t",
+        "TEAM_CATALOG": json.dumps(LOCAL_TEAM_CATALOG),
+    }
+    (tmp_path / "functions.json").write_text(json.dumps(functions))
+    assert local_target(tmp_path).webhook_url_without_token == "<WEBHOOK_URL in .local/env>/"
 
 
 def test_local_target_without_a_stack_says_make_up(tmp_path: Path) -> None:
