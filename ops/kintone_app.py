@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from lambdas.domain.settings import FieldCodes, SettingsError, settings_from_environment
 from lambdas.domain.teams import TeamCatalog
+from local import kintone_directory
 from ops.app_plan import Plan, describe, plan_changes
 from ops.app_spec import Language, SpecError, TeamMembersAccess, app_spec
 from ops.kintone_settings import KintoneAppSettings, KintoneSettingsError, password_auth, token_auth
@@ -37,8 +38,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_STATE_DIR = Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".local"))
 DEPLOY_TIMEOUT_SECONDS = 300.0
 MISMATCH_EXIT_STATUS = 2
-# The local stack's operators: the group of the emulator's directory that holds its administrator.
-LOCAL_OPERATORS_GROUP = "llm-operators"
 
 # kintone's names of the webhook events the pipeline needs (app settings → Webhook → 通知を送信する条件).
 WEBHOOK_EVENTS = (
@@ -130,7 +129,7 @@ def local_target(state_dir: Path = LOCAL_STATE_DIR) -> AppTarget:
         field_codes=settings.field_codes,
         teams=team_access(settings.team_catalog),
         models=catalog_models(settings.team_catalog),
-        operators_group=LOCAL_OPERATORS_GROUP,
+        operators_group=kintone_directory.OPERATORS_GROUP,
         language=settings.message_language,
         webhook_url_without_token=webhook_url.rsplit("/", 1)[0] + "/",
         webhook_token_location=f"the end of WEBHOOK_URL in {state_dir / 'env'}",

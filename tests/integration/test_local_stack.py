@@ -113,3 +113,41 @@ def test_the_stack_env_names_the_directory_and_its_users_can_sign_in() -> None:
         not_admin = next(iter(users))
         as_user = kintone_directory.password_header(not_admin, users[not_admin]["password"])
         assert kintone.put("/v1/users.json", json=unchanged, headers=as_user).status_code == 403
+
+
+def test_a_key_on_the_local_stack_is_seen_by_its_team_and_owner_only() -> None:
+    """Through the whole pipeline: taro (platform) saves a record, it gets its key; then who reads it."""
+    subprocess.run(
+        [sys.executable, "-m", "local.stack", "up"], cwd=REPO_ROOT, check=True, capture_output=True
+    )
+    stack_env = dict(line.split("=", 1) for line in (STATE_DIR / "env").read_text().splitlines())
+    app = stack_env["KINTONE_APP_ID"]
+    with httpx.Client(base_url=stack_env["KINTONE_BASE_URL"], timeout=10) as kintone:
+        saved = kintone.post(
+            "/k/v1/record.json",
+            headers=kintone_directory.demo_user_headers(stack_env, "taro"),
+            json={"app": app, "record": {"key_name": {"value": "visibility"}, "team": {"value": "platform"}}},
+        )
+        assert saved.status_code == 200, saved.text
+        record_id = saved.json()["id"]
+        keyed = kintone.get(
+            "/_emulator/records/wait",
+            params={"app": app, "id": record_id, "field": "api_key", "nonempty": "true", "timeout": 60},
+            timeout=70,
+        ).json()
+        assert keyed["matched"], keyed["record"]["message"]
+
+        def reads(login: str) -> tuple[int, bool]:
+            headers = kintone_directory.demo_user_headers(stack_env, login)
+            by_id = kintone.get("/k/v1/record.json", params={"app": app, "id": record_id}, headers=headers)
+            found = kintone.get(
+                "/k/v1/records.json", params={"app": app, "query": f"$id = {record_id}"}, headers=headers
+            )
+            return by_id.status_code, bool(found.json()["records"])
+
+        assert {login: reads(login) for login in ("taro", "hanako", "jiro", "saburo")} == {
+            "taro": (200, True),  # the owner (and a member)
+            "hanako": (200, True),  # a member of platform
+            "jiro": (403, False),  # research only
+            "saburo": (403, False),  # in no team
+        }
