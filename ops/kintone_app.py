@@ -64,7 +64,8 @@ class AppTarget(BaseModel):
     models: tuple[str, ...]
     operators_group: str
     language: Language
-    # Where the person reads the webhook URL: the URL without its token, and where the token is.
+    # Where the person reads the webhook URL: the URL without its token ("" if not known yet), and
+    # where the token is ("in the secret …").
     webhook_url_without_token: str
     webhook_token_location: str
 
@@ -103,7 +104,7 @@ def environment_target(name: str, webhook_url_without_token: str = "") -> AppTar
         language=settings.kintone.message_language,
         webhook_url_without_token=webhook_url_without_token
         or f"<the output WebhookUrlWithoutToken of the stack {stack}>",
-        webhook_token_location=f"the Secrets Manager secret {settings.secret_name('webhook-token')}",
+        webhook_token_location=f"in the Secrets Manager secret {settings.secret_name('webhook-token')}",
     )
 
 
@@ -121,8 +122,7 @@ def local_target(state_dir: Path = LOCAL_STATE_DIR) -> AppTarget:
         raise UsageError(f"no local stack settings in {state_dir}: run `make up` first")
     settings = settings_from_environment(json.loads(functions_file.read_text(encoding="utf-8")))
     # `make up` runs this before it has written .local/env for the first time.
-    stack_env = read_env_file(state_dir / "env")
-    webhook_url = stack_env.get("WEBHOOK_URL", "<WEBHOOK_URL in .local/env>/")
+    webhook_url = read_env_file(state_dir / "env").get("WEBHOOK_URL", "")
     return AppTarget(
         base_url=settings.kintone_base_url,
         app_id=settings.kintone_app_id,
@@ -131,7 +131,7 @@ def local_target(state_dir: Path = LOCAL_STATE_DIR) -> AppTarget:
         models=catalog_models(settings.team_catalog),
         operators_group=kintone_directory.OPERATORS_GROUP,
         language=settings.message_language,
-        webhook_url_without_token=webhook_url.rsplit("/", 1)[0] + "/",
+        webhook_url_without_token=webhook_url.rsplit("/", 1)[0] + "/" if webhook_url else "",
         webhook_token_location=f"the end of WEBHOOK_URL in {state_dir / 'env'}",
     )
 
@@ -171,8 +171,8 @@ def webhook_instructions(target: AppTarget) -> list[str]:
     return [
         "Webhook (kintone has no API for it; enter it once by hand): app settings → 設定 (Settings) → "
         "Webhook → 追加する (Add)",
-        f"  Webhook URL: {target.webhook_url_without_token}<token>, the token being in "
-        f"{target.webhook_token_location} (keep it out of chats and tickets)",
+        f"  Webhook URL: {target.webhook_url_without_token or '<the webhook endpoint>/'}<token>, the token "
+        f"being {target.webhook_token_location} (keep it out of chats and tickets)",
         f"  通知を送信する条件 (events to send), tick: {', '.join(WEBHOOK_EVENTS)}",
         "  leave コメントの書き込み (Comment posted) unticked; tick 有効化 (Enable), save, then "
         "アプリを更新 (Update app)",
@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         kintone = KintoneAppSettings(target.base_url, target.app_id, credentials(environ, args.auth))
         return run(target, kintone, dry_run=args.dry_run, deploy_timeout_seconds=args.deploy_timeout)
     except (UsageError, ConfigError, SettingsError, SpecError, KintoneSettingsError) as error:
+        # The failures foreseen here carry a message that says what to fix; no traceback needed.
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -41,7 +41,7 @@ TARGET = AppTarget(
     operators_group="llm-operators",
     language="ja",
     webhook_url_without_token="https://api.example.com/v1/webhook/",
-    webhook_token_location="the secret kintone-llm/dev/webhook-token",
+    webhook_token_location="in the secret kintone-llm/dev/webhook-token",
 )
 
 
@@ -236,7 +236,11 @@ def test_local_target_before_the_first_env_file(tmp_path: Path) -> None:
         "TEAM_CATALOG": json.dumps(LOCAL_TEAM_CATALOG),
     }
     (tmp_path / "functions.json").write_text(json.dumps(functions))
-    assert local_target(tmp_path).webhook_url_without_token == "<WEBHOOK_URL in .local/env>/"
+    target = local_target(tmp_path)
+    assert target.webhook_url_without_token == ""
+    assert "Webhook URL: <the webhook endpoint>/<token>, the token being the end of WEBHOOK_URL" in "\n".join(
+        webhook_instructions(target)
+    )
 
 
 def test_local_target_without_a_stack_says_make_up(tmp_path: Path) -> None:
