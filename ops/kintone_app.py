@@ -158,11 +158,15 @@ def apply(plan: Plan, kintone: KintoneAppSettings, revision: str, deploy_timeout
     if plan.add_fields:
         revision = kintone.add_fields(plan.add_fields, revision)
     if plan.option_updates:
-        revision = kintone.set_options(tuple(update.field for update in plan.option_updates), revision)
+        fields = tuple(update.keeping_removed() for update in plan.option_updates)
+        revision = kintone.set_options(fields, revision)
     if plan.record_rights is not None:
         revision = kintone.set_record_rights(plan.record_rights, revision)
     if plan.app_rights is not None:
         revision = kintone.set_app_rights(plan.app_rights, revision)
+    removals = tuple(update.field for update in plan.option_updates if update.removed)
+    if removals:
+        revision = kintone.set_options(removals, revision)
     if plan.deploy:
         kintone.deploy(revision, deploy_timeout_seconds)
 

@@ -251,3 +251,25 @@ def test_local_target_without_a_stack_says_make_up(tmp_path: Path) -> None:
 def test_main_reports_bad_settings_with_exit_status_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--env", "qa", "--dry-run"]) == 1
     assert "unknown environment 'qa'" in capsys.readouterr().err
+
+
+def test_a_team_leaving_the_catalog_loses_its_option_only_after_its_rule() -> None:
+    kintone = SettingsKintone()
+    run_command(kintone)
+    kintone.writes.clear()
+    smaller = TARGET.model_copy(
+        update={"teams": (*TARGET.teams[:1], TeamMembersAccess(team="sales", groups=("s",)))}
+    )
+    assert run(smaller, kintone.settings(), dry_run=False, out=lambda line: None) == 0
+    assert kintone.writes == [
+        "PUT app/form/fields.json",
+        "PUT record/acl.json",
+        "PUT app/form/fields.json",
+        "POST app/deploy.json",
+    ]
+    assert list(kintone.live["fields"]["team"]["options"]) == ["platform", "sales"]
+    assert [rule["filterCond"] for rule in kintone.live["record_rights"]] == [
+        'team in ("platform")',
+        'team in ("sales")',
+        "",
+    ]
