@@ -10,7 +10,8 @@ and the reconciler on a schedule (EventBridge stand-in, every RECONCILE_INTERVAL
 KINTONE_BASE_URL + KINTONE_APP_ID + KINTONE_API_TOKEN in the environment select a real kintone app
 instead of the emulator; LITELLM_BASE_URL + LITELLM_MASTER_KEY a running LiteLLM. The emulator gets
 the directory of ``local.kintone_directory`` with passwords made for this stack; CYBOZU_USER_API_TOKEN
-in the environment replaces its User API token.
+in the environment replaces its User API token. Either way the app is configured by the platform
+team's own command, `python -m ops.kintone_app --local`, before the functions start.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import os
 import secrets
 import string
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -127,6 +129,8 @@ def _ensure_kintone(stack_secrets: dict[str, Any]) -> tuple[str, str, str, bool]
                 str(directory_file),
                 "--app-creator",
                 kintone_directory.ADMIN_LOGIN,
+                # An app as kintone creates one: the app command below gives it its fields.
+                "--empty-app",
             ],
             STATE_DIR,
             env={"PYTHONPATH": str(REPO_ROOT)},
@@ -215,6 +219,8 @@ def up() -> dict[str, str]:
     if changed:
         _stop_functions()
         environment_file.write_text(json.dumps(environment, indent=1))
+    # Before the functions start, so that they never read an app without its fields.
+    configure_kintone_app(_directory_env(stack_secrets, is_emulator))
     gateway_url = _ensure_functions(resources.queue_url, environment)
     webhook_url = f"{gateway_url}/webhook/{resources.webhook_token}"
     if is_emulator:
@@ -241,6 +247,27 @@ def up() -> dict[str, str]:
     env_file.touch(mode=0o600)
     env_file.write_text("".join(f"{name}={value}\n" for name, value in stack_env.items()))
     return stack_env
+
+
+def configure_kintone_app(credentials: dict[str, str]) -> None:
+    """Runs the platform team's app command on this stack's app, as on a production app.
+
+    The emulator's administrator (an operator) signs in with its password; a real kintone app gets
+    the credentials of `make up`'s environment (KINTONE_ADMIN_LOGIN/PASSWORD or KINTONE_API_TOKEN).
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "ops.kintone_app", "--local"],
+        cwd=REPO_ROOT,
+        env={**os.environ, **credentials, "PYTHONPATH": str(REPO_ROOT), "LOCAL_STACK_DIR": str(STATE_DIR)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    (STATE_DIR / "kintone-app.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"python -m ops.kintone_app --local failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+        )
 
 
 def _directory_env(stack_secrets: dict[str, Any], is_emulator: bool) -> dict[str, str]:
@@ -348,6 +375,7 @@ def main() -> None:
         print(f"  LiteLLM:  {stack_env['LITELLM_BASE_URL']}")
         print(f"  AWS:      {stack_env['AWS_ENDPOINT_URL']} (moto)")
         print(f"  webhook:  {stack_env['WEBHOOK_URL'].rsplit('/', 1)[0]}/<token from .local/env>")
+        print(f"  app:      set up by python -m ops.kintone_app --local ({STATE_DIR / 'kintone-app.log'})")
     elif command == "down":
         down()
         print("local stack stopped")
