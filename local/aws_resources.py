@@ -11,6 +11,7 @@ from pathlib import Path
 
 import boto3
 
+from lambdas.domain.settings import MAX_RECEIVE_COUNT
 from local.processes import free_port, running_pid, start_background, wait_until_healthy
 
 MOTO_PROCESS = "moto"
@@ -22,7 +23,6 @@ LOCAL_AWS_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": LOCAL_REGION,
     "AWS_REGION": LOCAL_REGION,
 }
-MAX_RECEIVE_COUNT = 5
 # As the CDK stack sets it (six times the worker's 60 s timeout), so that a message nobody deletes or
 # delays comes back locally when it would in AWS.
 VISIBILITY_TIMEOUT_SECONDS = 360

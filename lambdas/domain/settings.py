@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lambdas.domain.teams import TeamCatalog
 
+# Attempts a work item gets before the worker gives up, and the work queue's maxReceiveCount: one
+# number for the code (worker), the stack (stacks/constructs/queue.py) and the local queue.
+MAX_RECEIVE_COUNT = 5
+
 
 class SettingsError(RuntimeError):
     """A setting is missing or invalid; the message names the environment variable."""

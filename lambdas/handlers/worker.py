@@ -32,12 +32,11 @@ from lambdas.adapters.sqs_work_queue import SqsWorkQueue
 from lambdas.adapters.wiring import provisioner, sqs_client
 from lambdas.domain.provisioning import Outcome
 from lambdas.domain.redaction import redact
-from lambdas.domain.settings import load_settings
+from lambdas.domain.settings import MAX_RECEIVE_COUNT, load_settings
 from lambdas.domain.webhook_events import WorkItem
 
-# Attempts a request gets; the DLQ's maxReceiveCount is the same, as the backstop for invocations
-# that die before they can report (a message's receives are never fewer than its attempts).
-MAX_RECEIVE_COUNT = 5
+# MAX_RECEIVE_COUNT: the attempts a request gets; the DLQ's maxReceiveCount is the same, as the
+# backstop for invocations that die before they can report (receives are never fewer than attempts).
 # Time one record may need in the worst case: a few calls, each up to HTTP_TIMEOUT_SECONDS.
 TIME_RESERVE_MS = 15_000
 # Kept free of retries for what follows a failure: telling the record, re-queueing, parking.

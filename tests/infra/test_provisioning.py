@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from lambdas.domain.settings import ENVIRONMENT_VARIABLES, Settings, settings_from_environment
+from lambdas.domain.settings import (
+    ENVIRONMENT_VARIABLES,
+    MAX_RECEIVE_COUNT,
+    Settings,
+    settings_from_environment,
+)
 from local.aws_resources import VISIBILITY_TIMEOUT_SECONDS
 from stacks.config import load_environment_settings
 from stacks.constructs.functions import KEY_SECRET_ACTIONS, directory_credential
@@ -59,15 +64,6 @@ def ref(value: Any) -> str | None:
         if "Fn::GetAtt" in value:
             return value["Fn::GetAtt"][0]
     return None
-
-
-def worker_max_receive_count() -> int:
-    """The worker's own copy of the DLQ threshold (read from its source: importing it needs AWS settings)."""
-    tree = ast.parse((REPO_ROOT / "lambdas" / "handlers" / "worker.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and [target.id for target in node.targets] == ["MAX_RECEIVE_COUNT"]:
-            return ast.literal_eval(node.value)
-    raise AssertionError("lambdas/handlers/worker.py defines no MAX_RECEIVE_COUNT")
 
 
 def secret_id(synthesized: Synthesized, name: str) -> str:
@@ -208,7 +204,7 @@ def test_queue_is_encrypted_fifo_with_a_fifo_dead_letter_queue(environment: Synt
         assert queue["Properties"]["FifoQueue"] is True
         assert queue["Properties"]["ContentBasedDeduplication"] is False
         assert ref(queue["Properties"]["KmsMasterKeyId"])
-    assert main["Properties"]["RedrivePolicy"]["maxReceiveCount"] == worker_max_receive_count()
+    assert main["Properties"]["RedrivePolicy"]["maxReceiveCount"] == MAX_RECEIVE_COUNT
     assert dead_letters in queues
     worker_timeout = function(environment, "worker")["Properties"]["Timeout"]
     assert main["Properties"]["VisibilityTimeout"] >= 6 * worker_timeout

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +106,25 @@ def test_bad_settings_name_the_variable(change: dict, expected: str) -> None:
     with pytest.raises(SettingsError, match=None) as error:
         settings_from_environment(environment)
     assert expected in str(error.value)
+
+
+def test_one_maximum_receive_count_serves_the_worker_the_stack_and_the_local_queue() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for path in ("lambdas/handlers/worker.py", "stacks/constructs/queue.py", "local/aws_resources.py"):
+        tree = ast.parse((root / path).read_text())
+        own = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            and any(
+                isinstance(target, ast.Name) and target.id == "MAX_RECEIVE_COUNT" for target in node.targets
+            )
+        ]
+        imported = [
+            node
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom)
+            and node.module == "lambdas.domain.settings"
+            and "MAX_RECEIVE_COUNT" in [alias.name for alias in node.names]
+        ]
+        assert (own, len(imported)) == ([], 1), f"{path} must import MAX_RECEIVE_COUNT, not define its own"
