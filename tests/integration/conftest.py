@@ -227,6 +227,29 @@ class LocalStack:
         )
         return response.status_code
 
+    def put_secret(self, secret_id: str, value: str) -> None:
+        """A new value for one of the stack's secrets, as a rotation writes it."""
+        self.secrets_client().put_secret_value(SecretId=secret_id, SecretString=value)
+
+    def new_litellm_admin_key(self) -> str:
+        """A key of a new proxy_admin user: it may do what the master key does, and can be deleted."""
+        response = httpx.post(
+            f"{self.litellm.base_url}/user/new",
+            headers={"Authorization": f"Bearer {self.litellm.master_key}"},
+            json={"user_id": f"it-admin-{uuid.uuid4().hex[:8]}", "user_role": "proxy_admin"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return response.json()["key"]
+
+    def delete_litellm_key(self, api_key: str) -> None:
+        httpx.post(
+            f"{self.litellm.base_url}/key/delete",
+            headers={"Authorization": f"Bearer {self.litellm.master_key}"},
+            json={"keys": [api_key]},
+            timeout=30,
+        ).raise_for_status()
+
     def secret_name(self, record_id: str) -> str:
         return f"{self.key_secret_prefix}app-{APP_ID}/record-{record_id}"
 
