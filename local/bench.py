@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import httpx
 
-from local import stack
+from local import kintone_directory, stack
 from local.aws_resources import local_client
 
 APP_ID = "1"
@@ -64,7 +64,7 @@ def raw_generate_ms(base_url: str, master_key: str, count: int) -> list[float]:
 def time_to_key_ms(settings: dict[str, str], count: int) -> list[float]:
     kintone = httpx.Client(base_url=settings["KINTONE_BASE_URL"], timeout=30)
     litellm = httpx.Client(base_url=settings["LITELLM_BASE_URL"], timeout=30)
-    headers = {"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"], "X-Emulator-User": "bench"}
+    headers = kintone_directory.demo_user_headers(settings, "taro")  # as a member of team platform
     durations = []
     for index in range(count + stack.WORKER_COUNT):
         record_id = kintone.post(
@@ -223,7 +223,7 @@ def burst(settings: dict[str, str], count: int, fault_share: float) -> dict[str,
         headers={"Authorization": f"Bearer {settings['LITELLM_MASTER_KEY']}"},
         timeout=60,
     )
-    headers = {"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"], "X-Emulator-User": "burst"}
+    headers = kintone_directory.demo_user_headers(settings, "hanako")
     faults = round(count * fault_share)
     kintone.post(
         "/_emulator/faults",

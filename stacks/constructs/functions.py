@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -35,6 +36,7 @@ from constructs import Construct
 
 from stacks.config import EnvironmentSettings
 from stacks.constructs.common import acknowledge, log_group
+from stacks.constructs.egress import ca_bundle_layer, egress_environment
 from stacks.constructs.network import private_subnets
 from stacks.constructs.queue import ProvisioningQueue
 from stacks.constructs.secrets import ProvisioningSecrets
@@ -192,7 +194,9 @@ class ProvisioningFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(settings),
             "LOG_LEVEL": "INFO",
+            **egress_environment(settings, urlsplit(gateway.base_url).hostname),
         }
+        self._layers = [layer] if (layer := ca_bundle_layer(self, "CaBundle", settings)) else None
 
         self.webhook = self._function(WEBHOOK, environment)
         self.worker = self._function(WORKER, environment)
@@ -324,6 +328,7 @@ class ProvisioningFunctions(Construct):
             else None,
             # Invocations are retried by the queue or the next schedule, not by Lambda's async retries.
             retry_attempts=0,
+            layers=self._layers,
         )
         acknowledge(
             function,

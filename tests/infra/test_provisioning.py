@@ -19,6 +19,8 @@ pytestmark = pytest.mark.infra
 
 FUNCTIONS = ("webhook", "worker", "reconciler", "rotator")
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+# Read by httpx and boto3 themselves (stacks/constructs/egress.py): the proxy and the private CA.
+EGRESS_VARIABLES = {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "SSL_CERT_FILE"}
 
 
 def function(synthesized: Synthesized, name: str) -> dict[str, Any]:
@@ -137,7 +139,7 @@ def test_functions_get_the_settings_the_code_reads(environment: Synthesized, nam
         if Settings.model_fields[field].is_required()
     }
     assert required <= set(variables)
-    assert set(variables) <= set(ENVIRONMENT_VARIABLES) | POWERTOOLS_VARIABLES, (
+    assert set(variables) <= set(ENVIRONMENT_VARIABLES) | POWERTOOLS_VARIABLES | EGRESS_VARIABLES, (
         "a variable the code never reads"
     )
     # With deploy-time values replaced by placeholders, the functions' own settings model accepts them.
@@ -569,8 +571,6 @@ def test_existing_gateway_is_reached_by_url_from_the_existing_vpc(existing_gatew
         == existing_gateway.settings.gateway.existing_url
     )
     assert worker["VpcConfig"]["SubnetIds"] == list(existing_gateway.settings.network.private_subnet_ids)
-    names = {
-        s["Properties"]["Name"]
-        for s in existing_gateway.resources("provisioning", "AWS::SecretsManager::Secret").values()
-    }
-    assert f"kintone-llm/{existing_gateway.settings.name}/litellm-master-key" in names
+    master_key = worker["Environment"]["Variables"]["LITELLM_MASTER_KEY_SECRET_ID"]["Ref"]
+    secret = existing_gateway.resources("provisioning", "AWS::SecretsManager::Secret")[master_key]
+    assert "existing LiteLLM gateway" in secret["Properties"]["Description"]
