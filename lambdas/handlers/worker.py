@@ -91,8 +91,10 @@ def converge_record(record: SQSRecord, lambda_context: LambdaContext | None = No
     receive_count = int(record.attributes.approximate_receive_count or 1)
     attempt = item.attempts + receive_count
     if attempt > MAX_RECEIVE_COUNT:
-        # Its last attempt failed when too little time was left to give up; that is done now.
-        _give_up(record, item, lambda_context, attempts=MAX_RECEIVE_COUNT, reason=item.last_error)
+        # Its last attempt failed when too little time was left to give up (or its invocation died,
+        # which leaves no reason); giving up is done now.
+        reason = item.last_error or "the last attempt ended without an answer"
+        _give_up(record, item, lambda_context, attempts=MAX_RECEIVE_COUNT, reason=reason)
         raise NotAttemptedError("gave up after the last attempt")
     if _millis_left(lambda_context) < TIME_RESERVE_MS:
         _decisions[record.message_id] = Requeue(item.model_copy(update={"attempts": attempt - 1}))
