@@ -27,7 +27,9 @@ STEPS = list(RotationStep)
 class World:
     """Every domain service on the same fakes, with a clock the test moves."""
 
-    def __init__(self, *, max_revoke_share: float = 0.2, mass_revoke_floor: int = 2) -> None:
+    def __init__(
+        self, *, max_revoke_share: float = 0.2, mass_revoke_floor: int = 2, test_model: str | None = None
+    ) -> None:
         self.now = 1_700_000_000.0
         self.crashes = CrashPoints()
         self.records = FakeRecords(self.crashes)
@@ -52,7 +54,13 @@ class World:
             rotations=self.key_store,
         )
         self.rotator = KeyRotator(
-            RotationConfig(field_codes=codes, language="en", key_alias_prefix="kintone", grace_seconds=GRACE),
+            RotationConfig(
+                field_codes=codes,
+                language="en",
+                key_alias_prefix="kintone",
+                grace_seconds=GRACE,
+                test_model=test_model,
+            ),
             self.key_store,
             self.gateway,
             self.records,
