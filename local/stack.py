@@ -24,6 +24,7 @@ import string
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from local.aws_resources import (
     create_provisioning_resources,
     ensure_moto_server,
 )
-from local.litellm_proxy import LiteLLMEndpoint, ensure_litellm, stop_litellm
+from local.litellm_proxy import LiteLLMEndpoint, ServiceStatus, ensure_litellm, litellm_status, stop_litellm
 from local.processes import running_pid, start_background, stop_background
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -185,16 +186,20 @@ def function_environment(
     }
 
 
-def up() -> dict[str, str]:
+def up(progress: Callable[[str], None] = lambda step: None) -> dict[str, str]:
+    """Start (or keep) every part; `progress` hears each step before it starts."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     stack_secrets = _stack_secrets()
+    progress("LiteLLM and PostgreSQL (the first time this installs them: about 2-3 minutes)")
     litellm = _ensure_litellm()
+    progress("kintone emulator")
     kintone_base_url, kintone_app_id, kintone_api_token, is_emulator = _ensure_kintone(stack_secrets)
     if not is_emulator and not os.environ.get("CYBOZU_USER_API_TOKEN"):
         raise SystemExit(
             "CYBOZU_USER_API_TOKEN is needed with a real kintone: a cybozu.com common-administration "
             "API token (Read scope) of its domain, to check who may hold which team's keys"
         )
+    progress("moto (SQS, Secrets Manager, DynamoDB)")
     aws_endpoint = ensure_moto_server(STATE_DIR)
     resources = create_provisioning_resources(
         aws_endpoint,
@@ -219,8 +224,10 @@ def up() -> dict[str, str]:
     if changed:
         _stop_functions()
         environment_file.write_text(json.dumps(environment, indent=1))
+    progress("kintone app settings (python -m ops.kintone_app)")
     # Before the functions start, so that they never read an app without its fields.
     configure_kintone_app(_directory_env(stack_secrets, is_emulator))
+    progress("webhook endpoint, workers and reconciler")
     gateway_url = _ensure_functions(resources.queue_url, environment)
     webhook_url = f"{gateway_url}/webhook/{resources.webhook_token}"
     if is_emulator:
@@ -358,10 +365,14 @@ def down() -> None:
         (STATE_DIR / stale).unlink(missing_ok=True)
 
 
-def status() -> dict[str, bool]:
+def status() -> list[ServiceStatus]:
+    """Every part, LiteLLM and PostgreSQL first, with where its log is."""
     names = [EMULATOR_PROCESS, MOTO_PROCESS, GATEWAY_PROCESS, RECONCILER_PROCESS]
     names += [f"worker-{i}" for i in range(WORKER_COUNT)]
-    return {name: running_pid(name, STATE_DIR) is not None for name in names}
+    return litellm_status(STATE_DIR) + [
+        ServiceStatus(name, running_pid(name, STATE_DIR) is not None, STATE_DIR / f"{name}.log")
+        for name in names
+    ]
 
 
 def main() -> None:
@@ -380,8 +391,8 @@ def main() -> None:
         down()
         print("local stack stopped")
     else:
-        for name, running in status().items():
-            print(f"{name}: {'running' if running else 'stopped'}")
+        for service in status():
+            print(f"{service.name:<17} {'running' if service.running else 'stopped':<8} log: {service.log}")
 
 
 if __name__ == "__main__":

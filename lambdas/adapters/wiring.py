@@ -168,6 +168,7 @@ def rotator() -> KeyRotator:
             language=settings.message_language,
             key_alias_prefix=settings.key_alias_prefix,
             grace_seconds=settings.rotation_grace_seconds,
+            test_model=settings.rotation_test_model,
         ),
         secrets=key_store(),
         gateway=litellm_gateway(),

@@ -72,6 +72,8 @@ class Settings(BaseModel):
     rotator_function_arn: str = ""
     rotation_days: int = Field(default=30, ge=1, le=365)
     rotation_grace_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    # Rotator: the model of its test request when the key may use it (the gateway's cheapest).
+    rotation_test_model: str | None = None
     # Reconciler: how far before its last run it looks again (kintone times are to the minute),
     # how often it lists every record, and when it refuses to revoke at once.
     reconcile_lookback_seconds: int = Field(default=120, ge=60, le=86_400)
@@ -129,6 +131,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "ROTATOR_FUNCTION_ARN": "rotator_function_arn",
     "ROTATION_DAYS": "rotation_days",
     "ROTATION_GRACE_SECONDS": "rotation_grace_seconds",
+    "ROTATION_TEST_MODEL": "rotation_test_model",
     "RECONCILE_LOOKBACK_SECONDS": "reconcile_lookback_seconds",
     "RECONCILE_FULL_SWEEP_SECONDS": "reconcile_full_sweep_seconds",
     "MAX_REVOKE_SHARE": "max_revoke_share",

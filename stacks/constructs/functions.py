@@ -218,6 +218,8 @@ class ProvisioningFunctions(Construct):
         # Where the worker parks a request after its last attempt.
         self.worker.add_environment("DEAD_LETTER_QUEUE_URL", queue.dead_letter_queue.queue_url)
         self.rotator.add_environment("ROTATION_GRACE_SECONDS", str(settings.rotation_grace_seconds))
+        if settings.gateway.test_model is not None:
+            self.rotator.add_environment("ROTATION_TEST_MODEL", settings.gateway.test_model)
         for variable, value in (
             ("RECONCILE_LOOKBACK_SECONDS", settings.reconcile_lookback_seconds),
             ("RECONCILE_FULL_SWEEP_SECONDS", settings.reconcile_full_sweep_seconds),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +56,19 @@ def test_demo_issues_a_working_key_and_no_log_holds_a_credential() -> None:
     assert "status=Issued" in demo.stdout
     assert "chat with the key: 'hi from mock'" in demo.stdout
     assert "time from save to key:" in demo.stdout
+    # Each step with its time; the key only in an owner-only file, and commands that read it from there.
+    assert re.search(r"^\[\s*\d+\.\d s\] starting the local stack$", demo.stdout, re.MULTILINE)
+    key_file = STATE_DIR / "demo-key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    api_key = key_file.read_text()
+    assert api_key.startswith("sk-") and api_key not in demo.stdout + demo.stderr
+    commands = [line.strip() for line in demo.stdout.splitlines() if f"$(cat {key_file})" in line]
+    assert len(commands) == 2  # curl and the OpenAI SDK
+    for command in commands:
+        tried = subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert "hi from mock" in tried.stdout, command.split(" ", 1)[0] + ": " + tried.stdout + tried.stderr
 
     stack_env = dict(line.split("=", 1) for line in (STATE_DIR / "env").read_text().splitlines())
     credentials = credentials_in_play(stack_env)

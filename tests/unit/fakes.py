@@ -150,6 +150,7 @@ class FakeGateway:
     def __init__(self, crashes: CrashPoints) -> None:
         self.teams: dict[str, TeamPolicy] = {}
         self.keys: dict[str, KeySpec] = {}  # alias → spec
+        self.tested_models: list[str] = []  # the model of each key_works request, in order
         self.broken_keys: set[str] = set()  # keys that exist but fail a real request
         self.generate_calls = 0
         self._crashes = crashes
@@ -206,6 +207,7 @@ class FakeGateway:
         self.keys[alias] = self.keys.pop(old_alias).model_copy(update={"alias": alias})
 
     def key_works(self, api_key: str, model: str) -> bool:
+        self.tested_models.append(model)
         spec = next((spec for spec in self.keys.values() if spec.api_key == api_key), None)
         return spec is not None and model in spec.models and api_key not in self.broken_keys
 

@@ -38,6 +38,7 @@ class World:
         *,
         max_revoke_share: float = 0.2,
         mass_revoke_floor: int = 2,
+        test_model: str | None = None,
         port: Callable[[str, Any], Any] = lambda _name, fake: fake,
     ) -> None:
         """`port(name, fake)` is what the services get for each fake (the schedule explorer wraps
@@ -72,7 +73,13 @@ class World:
             memberships=memberships,
         )
         self.rotator = KeyRotator(
-            RotationConfig(field_codes=codes, language="en", key_alias_prefix="kintone", grace_seconds=GRACE),
+            RotationConfig(
+                field_codes=codes,
+                language="en",
+                key_alias_prefix="kintone",
+                grace_seconds=GRACE,
+                test_model=test_model,
+            ),
             key_store,
             gateway,
             records,
