@@ -57,6 +57,7 @@ def app_command(emulator: KintoneEmulator, state_dir: Path, *args: str) -> subpr
         "LITELLM_BASE_URL": "http://127.0.0.1:9",
         "LITELLM_MASTER_KEY_SECRET_ID": "unused",
         "WEBHOOK_TOKEN_SECRET_ID": "unused",
+        "CYBOZU_USER_API_TOKEN_SECRET_ID": "unused",
         "STATE_TABLE_NAME": "unused",
         "TEAM_CATALOG": json.dumps(LOCAL_TEAM_CATALOG),
     }

@@ -210,6 +210,7 @@ def test_local_target_reads_the_local_stacks_settings(tmp_path: Path) -> None:
         "LITELLM_BASE_URL": "http://127.0.0.1:8",
         "LITELLM_MASTER_KEY_SECRET_ID": "m",
         "WEBHOOK_TOKEN_SECRET_ID": "w",
+        "CYBOZU_USER_API_TOKEN_SECRET_ID": "c",
         "STATE_TABLE_NAME": "t",
         "TEAM_CATALOG": json.dumps(LOCAL_TEAM_CATALOG),
         "MESSAGE_LANGUAGE": "en",
@@ -232,6 +233,7 @@ def test_local_target_before_the_first_env_file(tmp_path: Path) -> None:
         "LITELLM_BASE_URL": "http://127.0.0.1:8",
         "LITELLM_MASTER_KEY_SECRET_ID": "m",
         "WEBHOOK_TOKEN_SECRET_ID": "w",
+        "CYBOZU_USER_API_TOKEN_SECRET_ID": "c",
         "STATE_TABLE_NAME": "t",
         "TEAM_CATALOG": json.dumps(LOCAL_TEAM_CATALOG),
     }
