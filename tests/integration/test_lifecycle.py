@@ -84,7 +84,8 @@ def test_a_revoke_request_revokes_and_the_record_stays_revoked(local_stack: Loca
 def test_a_delete_while_an_issue_retry_is_queued_leaves_no_key(local_stack: LocalStack) -> None:
     # The first attempt creates the key, then kintone fails the write-back: the retry waits in the
     # queue (same message group) while the user deletes the record.
-    local_stack.emulator.add_fault(path_prefix="/k/v1/records.json", method="PUT", status=503, count=1)
+    # Three 503s: the write-back's own retries (3 tries in the call) all fail, so the delivery does.
+    local_stack.emulator.add_fault(path_prefix="/k/v1/records.json", method="PUT", status=503, count=3)
     record_id = local_stack.save_record()
     local_stack.wait_record_handled(record_id, 1)
     assert len(local_stack.keys_under_alias(record_id)) == 1  # the key of the failed attempt
