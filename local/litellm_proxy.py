@@ -60,6 +60,7 @@ def _healthy(base_url: str) -> bool:
 
 def ensure_litellm(state_dir: Path) -> LiteLLMEndpoint:
     """Start the proxy unless one of ours is running and healthy. Safe to call repeatedly."""
+    state_dir.mkdir(parents=True, exist_ok=True)  # a first run of the integration tests alone has none yet
     kit = offline_kit()
     return _ensure_with_kit(kit, state_dir) if kit else _ensure_with_pip(state_dir)
 

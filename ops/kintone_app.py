@@ -102,8 +102,7 @@ def environment_target(name: str, webhook_url_without_token: str = "") -> AppTar
         language=settings.kintone.message_language,
         webhook_url_without_token=webhook_url_without_token
         or f"<the output WebhookUrlWithoutToken of the stack {stack}>",
-        # The secret has a generated name (a retried first deploy must not collide): the output names it.
-        webhook_token_location=f"the secret named by the output WebhookTokenSecretArn of {stack}",
+        webhook_token_location=f"the secret in the output WebhookTokenSecretArn of the stack {stack}",
     )
 
 

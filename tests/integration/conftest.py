@@ -138,7 +138,7 @@ class LocalStack:
             timeout=10,
         )
 
-    # -- the cybozu.com directory, as its administrator changes it (User API, admin's password) -----
+    # -- the directory and record permissions, as the administrator changes them (admin's password) --
 
     def deactivate_user(self, login: str, *, valid: bool = False) -> None:
         """`PUT /v1/users.json` with `valid: false` (or true again)."""
@@ -151,6 +151,10 @@ class LocalStack:
             "/v1/userOrganizations.json",
             {"userOrganizations": [{"code": login, "organizations": memberships}]},
         )
+
+    def set_record_permissions(self, rights: list[dict[str, Any]]) -> None:
+        """`PUT /k/v1/record/acl.json` as the app's creator (admin): applies at once, as kintone does."""
+        self._as_administrator("/k/v1/record/acl.json", {"app": APP_ID, "rights": rights})
 
     def _as_administrator(self, path: str, body: dict[str, Any]) -> None:
         httpx.put(
