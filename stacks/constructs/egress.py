@@ -21,12 +21,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CA_BUNDLE_PATH = "/opt/ca/bundle.pem"
 
 
-def egress_environment(settings: EnvironmentSettings, gateway_host: str | None) -> dict[str, str]:
-    environment: dict[str, str] = {}
+def proxy_environment(settings: EnvironmentSettings, gateway_host: str | None) -> dict[str, str]:
+    """HTTPS_PROXY / NO_PROXY when the environment's egress goes through a proxy (functions and task)."""
     proxy = settings.network.https_proxy
-    if proxy is not None:
-        bypass = settings.proxy_bypass(*([gateway_host] if gateway_host else []))
-        environment.update({"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "NO_PROXY": bypass})
+    if proxy is None:
+        return {}
+    bypass = settings.proxy_bypass(*([gateway_host] if gateway_host else []))
+    return {"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "NO_PROXY": bypass}
+
+
+def egress_environment(settings: EnvironmentSettings, gateway_host: str | None) -> dict[str, str]:
+    """The functions' egress: the proxy, and the private CA's bundle when there is one."""
+    environment = proxy_environment(settings, gateway_host)
     if settings.gateway.ca_bundle_file is not None:
         environment["SSL_CERT_FILE"] = CA_BUNDLE_PATH
     return environment

@@ -32,6 +32,7 @@ from stacks.constructs.common import (
     server_access_logs_bucket,
 )
 from stacks.constructs.database import DATABASE_NAME, GatewayDatabase
+from stacks.constructs.egress import proxy_environment
 from stacks.constructs.master_key import MasterKeySecret
 from stacks.constructs.metrics_agent import MetricsAgent
 from stacks.constructs.network import private_subnets
@@ -187,7 +188,7 @@ class LiteLLMGateway(Construct):
         self._allow_bedrock(task_definition, litellm_config)
         database_secret = self.database.secret
         container_logs = log_group(self, "Logs", settings)
-        proxy_environment = _proxy_environment(settings)
+        proxy = proxy_environment(settings, gateway.domain_name)
         litellm = task_definition.add_container(
             "LiteLLM",
             image=ecs.ContainerImage.from_registry(gateway.image),
@@ -201,7 +202,7 @@ class LiteLLMGateway(Construct):
                 "AWS_REGION_NAME": stack.region,
                 # Longer than the ALB's idle timeout: the ALB, not LiteLLM, closes idle connections.
                 "KEEPALIVE_TIMEOUT": str(gateway.keepalive_seconds),
-                **proxy_environment,
+                **proxy,
             },
             secrets={
                 "LITELLM_MASTER_KEY": ecs.Secret.from_secrets_manager(self.master_key_secret),
@@ -219,7 +220,7 @@ class LiteLLMGateway(Construct):
             task_definition=task_definition,
             litellm_port=LITELLM_PORT,
             container_logs=container_logs,
-            environment=proxy_environment,
+            environment=proxy,
         )
         # The agent waits for LiteLLM to be up so its first scrapes do not fail.
         self.metrics_agent.container.add_container_dependencies(
@@ -394,12 +395,3 @@ class LiteLLMGateway(Construct):
             server_access_logs_bucket=server_access_logs_bucket(self, "ServerAccessLogs"),
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
         )
-
-
-def _proxy_environment(settings: EnvironmentSettings) -> dict[str, str]:
-    """HTTPS_PROXY / NO_PROXY for the task when the environment's egress goes through a proxy."""
-    proxy = settings.network.https_proxy
-    if proxy is None:
-        return {}
-    bypass = settings.proxy_bypass(*([settings.gateway.domain_name] if settings.gateway.domain_name else []))
-    return {"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "NO_PROXY": bypass}
