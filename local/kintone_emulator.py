@@ -20,7 +20,8 @@ Where it differs from kintone, knowingly:
 * ``like`` matches a case-insensitive substring; kintone runs a word search.
 * Dates in queries (``TODAY()``, ``"2026-11-27"``) are taken in UTC; kintone uses the user's time zone.
 * Only the field types an app schema here can hold are supported (single-line text, multi-line text,
-  number, drop-down, check box); there is no process management, subtable, lookup, file or updateKey.
+  number, date-time, drop-down, check box); queries on date-time fields are refused; there is no
+  process management, subtable, lookup, file or updateKey.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ WEBHOOK_LOG_CAPACITY = 10_000
 IDLE_CONNECTION_SECONDS = 60
 
 DELETE_KEY_STYLES = ("deleteBy", "deletedBy")
-FIELD_TYPES = frozenset({"SINGLE_LINE_TEXT", "MULTI_LINE_TEXT", "NUMBER", "DROP_DOWN", "CHECK_BOX"})
+FIELD_TYPES = frozenset(
+    {"SINGLE_LINE_TEXT", "MULTI_LINE_TEXT", "NUMBER", "DATETIME", "DROP_DOWN", "CHECK_BOX"}
+)
 MENTION_TYPES = frozenset({"USER", "GROUP", "ORGANIZATION"})
 
 
@@ -183,6 +186,9 @@ DEFAULT_SCHEMA = AppSchema(
         ),
         FieldSpec("api_key", "SINGLE_LINE_TEXT"),
         FieldSpec("message", "MULTI_LINE_TEXT"),
+        FieldSpec("spend", "NUMBER"),
+        FieldSpec("max_budget", "NUMBER"),
+        FieldSpec("budget_reset_at", "DATETIME"),
     ),
 )
 
@@ -709,6 +715,8 @@ def _coerce_value(spec: FieldSpec, value: Any, prefix: str, errors: dict[str, li
         return spec.empty_value()
     if spec.type == "NUMBER":
         return _coerce_number(value, f"{prefix}[{spec.code}].value", errors)
+    if spec.type == "DATETIME":
+        return _coerce_datetime(value, key, errors)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         _add_error(errors, key, "Must be a string.")
         return spec.empty_value()
@@ -730,6 +738,21 @@ def _coerce_check_box(spec: FieldSpec, value: Any, prefix: str, errors: dict[str
                 errors, f"{prefix}.{spec.code}.values[{index}].value", f'"{item}" is not one of the options.'
             )
     return [item for item in value if isinstance(item, str)]
+
+
+def _coerce_datetime(value: Any, key: str, errors: dict[str, list[str]]) -> str:
+    """kintone takes ISO 8601 with a zone and keeps the minute, in UTC."""
+    moment = None
+    if isinstance(value, str) and _DATETIME_VALUE.fullmatch(value):
+        with contextlib.suppress(ValueError):  # a well-shaped but impossible date, e.g. 02-30
+            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment is None:
+        _add_error(errors, key, "Invalid date-time format.")
+        return ""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:00Z")
+
+
+_DATETIME_VALUE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})")
 
 
 def _coerce_number(value: Any, key: str, errors: dict[str, list[str]]) -> str:
@@ -971,6 +994,7 @@ _ALLOWED_OPERATORS: dict[str, frozenset[str]] = {
     "MULTI_LINE_TEXT": frozenset({"like", "not like", "is empty", "is not empty"}),
     "DROP_DOWN": _MEMBERSHIP,
     "CHECK_BOX": _MEMBERSHIP,
+    "DATETIME": frozenset(),  # not emulated: queries on it are refused
 }
 _DATE_PATTERN = re.compile(
     r"(\d{4})-(\d{1,2})-(\d{1,2})(?:T(\d{2}):(\d{2})(?::(\d{2}))?(Z|[+-]\d{2}:?\d{2})?)?"

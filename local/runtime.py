@@ -4,7 +4,7 @@
 - A poller long-polls the FIFO queue and hands batches to the worker handler as SQS events,
   deleting what succeeded and making failures visible again after a short delay, as Lambda does
   after a visibility timeout.
-- A schedule invokes the reconciler handler with EventBridge's scheduled event every interval.
+- Schedules invoke the reconciler and the spend sync handlers with EventBridge's scheduled event.
 - Rotations: in AWS the worker's `rotate_secret` makes Secrets Manager invoke the rotator for the
   four steps. moto does not run Lambda code, so here the worker's request runs the rotator handler
   for the four steps itself, with the same events, after the worker's invocation (as an asynchronous
@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -115,13 +116,22 @@ def invoke_reconciler(event: dict[str, Any] | None = None) -> dict[str, Any]:
         return reconciler.handler(event or scheduled_event(), FakeLambdaContext("reconciler"))
 
 
-class ReconcilerSchedule:
-    """EventBridge's rate schedule for the reconciler."""
+def invoke_spend_sync() -> dict[str, Any]:
+    from lambdas.handlers import spend_sync  # noqa: PLC0415 - import after the environment is set
 
-    def __init__(self, interval_seconds: float) -> None:
+    with INVOCATION_LOCK:
+        return spend_sync.handler(scheduled_event(), FakeLambdaContext("spend-sync"))
+
+
+class Schedule:
+    """EventBridge's rate schedule for one function."""
+
+    def __init__(self, interval_seconds: float, invoke: Callable[[], Any], name: str) -> None:
         self._interval_seconds = interval_seconds
+        self._invoke = invoke
+        self._name = name
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reconciler-schedule", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{name}-schedule", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -133,9 +143,9 @@ class ReconcilerSchedule:
     def _run(self) -> None:
         while not self._stopping.wait(self._interval_seconds):
             try:
-                invoke_reconciler()
+                self._invoke()
             except Exception:  # a schedule fires again whatever the last run did, as EventBridge's does
-                LOG.exception("reconciler invocation failed")
+                LOG.exception("%s invocation failed", self._name)
 
 
 class InProcessRotations:
@@ -326,7 +336,7 @@ class QueuePoller:
 
 
 class LocalRuntime:
-    """The webhook endpoint, a queue poller (with rotations) and/or the reconciler's schedule."""
+    """The webhook endpoint, a queue poller (with rotations) and/or the schedules."""
 
     def __init__(
         self,
@@ -336,6 +346,7 @@ class LocalRuntime:
         poll_queue: bool,
         port: int = 0,
         reconcile_every_seconds: float | None = None,
+        sync_spend_every_seconds: float | None = None,
     ):
         from lambdas.adapters import wiring  # noqa: PLC0415 - import after the environment is set
 
@@ -344,9 +355,14 @@ class LocalRuntime:
         self.rotations = InProcessRotations()
         if poll_queue:
             wiring.use_local_rotation_requester(self.rotations)
-        self.schedule = (
-            ReconcilerSchedule(reconcile_every_seconds) if reconcile_every_seconds is not None else None
-        )
+        self.schedules = [
+            Schedule(interval, invoke, name)
+            for interval, invoke, name in (
+                (reconcile_every_seconds, invoke_reconciler, "reconciler"),
+                (sync_spend_every_seconds, invoke_spend_sync, "spend-sync"),
+            )
+            if interval is not None
+        ]
 
     @property
     def base_url(self) -> str:
@@ -360,8 +376,8 @@ class LocalRuntime:
             threading.Thread(target=self.gateway.serve_forever, name="gateway", daemon=True).start()
         if self.poller is not None:
             self.poller.start()
-        if self.schedule is not None:
-            self.schedule.start()
+        for schedule in self.schedules:
+            schedule.start()
         return self.base_url
 
     def stop(self) -> None:
@@ -370,17 +386,17 @@ class LocalRuntime:
             self.gateway.server_close()
         if self.poller is not None:
             self.poller.stop()
-        if self.schedule is not None:
-            self.schedule.stop()
+        for schedule in self.schedules:
+            schedule.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=["gateway", "worker", "reconciler"])
+    parser.add_argument("role", choices=["gateway", "worker", "reconciler", "spend-sync"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--queue-url", required=True)
     parser.add_argument("--ready-file")
-    parser.add_argument("--interval", type=float, default=60.0, help="reconciler: seconds between runs")
+    parser.add_argument("--interval", type=float, default=60.0, help="schedules: seconds between runs")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     runtime = LocalRuntime(
@@ -389,6 +405,7 @@ def main() -> None:
         poll_queue=arguments.role == "worker",
         port=arguments.port,
         reconcile_every_seconds=arguments.interval if arguments.role == "reconciler" else None,
+        sync_spend_every_seconds=arguments.interval if arguments.role == "spend-sync" else None,
     )
     base_url = runtime.start()
     if arguments.ready_file:

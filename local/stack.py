@@ -6,7 +6,8 @@
 
 Parts: LiteLLM on PostgreSQL, moto's server (SQS, Secrets Manager, DynamoDB), the kintone emulator,
 the webhook endpoint (API Gateway stand-in), worker processes polling the queue (Lambda stand-in)
-and the reconciler on a schedule (EventBridge stand-in, every RECONCILE_INTERVAL_SECONDS, default 60).
+the reconciler on a schedule (EventBridge stand-in, every RECONCILE_INTERVAL_SECONDS, default 60) and
+the spend sync on another (every SPEND_SYNC_SECONDS, default 30).
 KINTONE_BASE_URL + KINTONE_APP_ID + KINTONE_API_TOKEN in the environment select a real kintone app
 instead of the emulator; LITELLM_BASE_URL + LITELLM_MASTER_KEY a running LiteLLM.
 """
@@ -40,6 +41,8 @@ EMULATOR_PROCESS = "kintone-emulator"
 GATEWAY_PROCESS = "webhook-gateway"
 RECONCILER_PROCESS = "reconciler"
 RECONCILE_INTERVAL_SECONDS = os.environ.get("RECONCILE_INTERVAL_SECONDS", "60")
+SPEND_SYNC_PROCESS = "spend-sync"
+SPEND_SYNC_SECONDS = os.environ.get("SPEND_SYNC_SECONDS", "30")
 WORKER_COUNT = int(os.environ.get("LOCAL_WORKERS", "4"))
 NAMESPACE = "local"
 EMULATOR_APP_ID = "1"
@@ -231,28 +234,27 @@ def _ensure_functions(queue_url: str, environment: dict[str, str]) -> str:
                 STATE_DIR,
                 environment,
             )
-    if running_pid(RECONCILER_PROCESS, STATE_DIR) is None:
-        start_background(
-            RECONCILER_PROCESS,
-            [
-                sys.executable,
-                "-m",
-                "local.runtime",
-                "reconciler",
-                "--queue-url",
-                queue_url,
-                "--interval",
-                RECONCILE_INTERVAL_SECONDS,
-            ],
-            STATE_DIR,
-            environment,
-        )
+    for process, interval in (
+        (RECONCILER_PROCESS, RECONCILE_INTERVAL_SECONDS),
+        (SPEND_SYNC_PROCESS, SPEND_SYNC_SECONDS),
+    ):
+        if running_pid(process, STATE_DIR) is None:
+            start_background(
+                process,
+                [
+                    *(sys.executable, "-m", "local.runtime", process),
+                    *("--queue-url", queue_url, "--interval", interval),
+                ],
+                STATE_DIR,
+                environment,
+            )
     return _wait_for_file(ready_file, GATEWAY_PROCESS)
 
 
 def _stop_functions() -> None:
     stop_background(GATEWAY_PROCESS, STATE_DIR)
     stop_background(RECONCILER_PROCESS, STATE_DIR)
+    stop_background(SPEND_SYNC_PROCESS, STATE_DIR)
     for pid_file in STATE_DIR.glob("worker-*.pid"):
         stop_background(pid_file.stem, STATE_DIR)
 
@@ -267,7 +269,7 @@ def down() -> None:
 
 
 def status() -> dict[str, bool]:
-    names = [EMULATOR_PROCESS, MOTO_PROCESS, GATEWAY_PROCESS, RECONCILER_PROCESS]
+    names = [EMULATOR_PROCESS, MOTO_PROCESS, GATEWAY_PROCESS, RECONCILER_PROCESS, SPEND_SYNC_PROCESS]
     names += [f"worker-{i}" for i in range(WORKER_COUNT)]
     return {name: running_pid(name, STATE_DIR) is not None for name in names}
 

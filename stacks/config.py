@@ -215,6 +215,8 @@ class EnvironmentSettings(_Settings):
     key_alias_prefix: str = Field(default="kintone", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
     secret_recovery_window_days: int = Field(default=7, ge=7, le=30)
     reconcile_every_minutes: int = Field(default=5, ge=1, le=60)
+    # How often the spend sync copies each key's spend into its record (EventBridge: at least 1 minute).
+    spend_sync_minutes: int = Field(default=5, ge=1, le=60)
     # Defaults and bounds as in lambdas/domain/settings.py (tests/infra checks they stay equal).
     # Rotator: how long the replaced key keeps working after a rotation.
     rotation_grace_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)

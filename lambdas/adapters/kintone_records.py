@@ -7,11 +7,18 @@ domain's 60-webhooks-per-minute budget or loop back to us.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-from lambdas.domain.ports import RecordRef, RevisionConflictError, TransientError
+from lambdas.domain.ports import (
+    RecordMissingError,
+    RecordRef,
+    RecordWrite,
+    RevisionConflictError,
+    TransientError,
+)
 from lambdas.domain.redaction import redact
 
 
@@ -63,6 +70,26 @@ class KintoneRecords:
             )
         self._raise_for_status(response)
         return int(response.json()["records"][0]["revision"])
+
+    def write_records(self, app_id: str, writes: Sequence[RecordWrite]) -> dict[str, int]:
+        """One `PUT /k/v1/records.json`: kintone applies all of it or none of it."""
+        records: list[dict[str, Any]] = []
+        for write in writes:
+            entry: dict[str, Any] = {
+                "id": write.record_id,
+                "record": {code: {"value": value} for code, value in write.values.items()},
+            }
+            if write.revision is not None:
+                entry["revision"] = str(write.revision)
+            records.append(entry)
+        response = self._request("PUT", "/k/v1/records.json", json={"app": app_id, "records": records})
+        code = _code_of(response)
+        if response.status_code == 409 and code == REVISION_CONFLICT:
+            raise RevisionConflictError(f"a record of app {app_id} changed since it was read")
+        if response.status_code == 404 and code == RECORD_NOT_FOUND:
+            raise RecordMissingError(f"a record of app {app_id} no longer exists")
+        self._raise_for_status(response)
+        return {str(entry["id"]): int(entry["revision"]) for entry in response.json()["records"]}
 
     def query_records(self, app_id: str, query: str, fields: list[str]) -> list[dict[str, Any]]:
         params: dict[str, str] = {"app": app_id, "query": query}

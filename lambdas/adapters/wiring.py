@@ -12,17 +12,19 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities import parameters
 
-from lambdas.adapters.dynamodb_state_store import DynamoDBStateStore
+from lambdas.adapters.dynamodb_state_store import DynamoDBAlertClaims, DynamoDBStateStore
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMKeyGateway
 from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
 from lambdas.adapters.sqs_work_queue import SqsWorkQueue
+from lambdas.domain.alerts import AlertConfig, BudgetAlerts
 from lambdas.domain.ports import RotationRequester
 from lambdas.domain.provisioning import KeyProvisioner, ProvisioningConfig
 from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
 from lambdas.domain.redaction import register_secret
 from lambdas.domain.rotation import KeyRotator, RotationConfig
 from lambdas.domain.settings import load_settings
+from lambdas.domain.usage import SpendSync, SpendSyncConfig
 
 SECRET_CACHE_SECONDS = 300
 # SourceIdentity and session names allow ASCII letters, digits and these marks only.
@@ -194,6 +196,39 @@ def reconciler() -> Reconciler:
 
 
 @cache
+def spend_sync() -> SpendSync:
+    settings = load_settings()
+    return SpendSync(
+        SpendSyncConfig(
+            app_id=settings.kintone_app_id,
+            field_codes=settings.field_codes,
+            key_alias_prefix=settings.key_alias_prefix,
+        ),
+        usage=litellm_gateway(),
+        records=kintone_records(),
+        state_store=state_store(),
+    )
+
+
+@cache
+def budget_alerts() -> BudgetAlerts:
+    settings = load_settings()
+    return BudgetAlerts(
+        AlertConfig(
+            app_id=settings.kintone_app_id,
+            key_alias_prefix=settings.key_alias_prefix,
+            team_catalog=settings.team_catalog,
+            language=settings.message_language,
+            repeat_after_seconds=settings.alert_repeat_after_seconds,
+        ),
+        records=kintone_records(),
+        keys=litellm_gateway(),
+        state_store=state_store(),
+        claims=DynamoDBAlertClaims(boto3.resource("dynamodb").Table(settings.state_table_name)),
+    )
+
+
+@cache
 def sqs_client() -> Any:
     return boto3.client("sqs")
 
@@ -208,6 +243,8 @@ def reset_caches() -> None:
         provisioner,
         rotator,
         reconciler,
+        spend_sync,
+        budget_alerts,
         sqs_client,
         load_settings,
     ):

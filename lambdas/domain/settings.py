@@ -31,6 +31,10 @@ class FieldCodes(BaseModel):
     status: str = "status"
     api_key: str = "api_key"
     message: str = "message"
+    # Usage, written by the spend sync: NUMBER, NUMBER, DATETIME.
+    spend: str = "spend"
+    max_budget: str = "max_budget"
+    budget_reset_at: str = "budget_reset_at"
     creator: str = "作成者"
     modifier: str = "更新者"
     updated_time: str = "更新日時"
@@ -45,6 +49,10 @@ class Settings(BaseModel):
     litellm_base_url: str = Field(pattern=r"^https?://")
     litellm_master_key_secret_id: str = Field(min_length=1)
     webhook_token_secret_id: str = Field(min_length=1)
+    # Budget alerts: the secret holding the token that ends LiteLLM's WEBHOOK_URL (none: route off),
+    # and how long one alert per event and key is remembered.
+    alert_token_secret_id: str = ""
+    alert_repeat_after_seconds: int = Field(default=7 * 86_400, ge=3600, le=90 * 86_400)
     queue_url: str = ""
     state_table_name: str = Field(min_length=1)
     key_secret_prefix: str = Field(default="kintone-llm-keys/", pattern=r"^[A-Za-z0-9/_+=.@-]+/$")
@@ -82,6 +90,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "LITELLM_BASE_URL": "litellm_base_url",
     "LITELLM_MASTER_KEY_SECRET_ID": "litellm_master_key_secret_id",
     "WEBHOOK_TOKEN_SECRET_ID": "webhook_token_secret_id",
+    "ALERT_TOKEN_SECRET_ID": "alert_token_secret_id",
+    "ALERT_REPEAT_AFTER_SECONDS": "alert_repeat_after_seconds",
     "QUEUE_URL": "queue_url",
     "STATE_TABLE_NAME": "state_table_name",
     "KEY_SECRET_PREFIX": "key_secret_prefix",

@@ -8,6 +8,8 @@ each grant is an API call its code makes (lambdas/adapters):
   rotation (and so invoke the rotator, as AWS requires of RotateSecret's caller); assume the audit role.
 - reconciler: read the kintone and LiteLLM secrets; get and put its cursor and read states, query
   the status index, delete due retirements; send to the queue. No key secret at all.
+- spend sync: read the kintone and LiteLLM secrets; query the status index for issued states and
+  update their usage. No queue, no key secret.
 - rotator: read the kintone and LiteLLM secrets; get and put the record's state; the four rotation
   steps' calls on key secrets (describe, read, put the pending value, move the stages) under the key
   prefix. Invoked by Secrets Manager only; it acts under its own role, never the audit role.
@@ -95,6 +97,8 @@ ROTATOR_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem"))
 RECONCILER_TABLE = TableAccess(
     table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"), status_index=("dynamodb:Query",)
 )
+# states_with_status queries the status index; mark_usage_shown updates (conditionally).
+SPEND_SYNC_TABLE = TableAccess(table=("dynamodb:UpdateItem",), status_index=("dynamodb:Query",))
 # What Lambda needs to attach a function to the VPC. EC2 offers no resource-level scoping for
 # the Describe calls, and Lambda checks these on the role before it creates the function.
 _VPC_ACCESS_ACTIONS = (
@@ -115,6 +119,11 @@ class FunctionSpec:
     # Functions that call LiteLLM run in the VPC to reach the internal ALB.
     in_vpc: bool
 
+    @property
+    def construct_name(self) -> str:
+        """`spend_sync` → `SpendSync`."""
+        return "".join(part.title() for part in self.name.split("_"))
+
 
 WEBHOOK = FunctionSpec(
     "webhook", "Authenticates and validates kintone webhooks, then enqueues them", Duration.seconds(10), False
@@ -124,6 +133,12 @@ WORKER = FunctionSpec(
 )
 RECONCILER = FunctionSpec(
     "reconciler", "Finds kintone records that webhooks missed and enqueues them", Duration.minutes(5), True
+)
+SPEND_SYNC = FunctionSpec(
+    "spend_sync",
+    "Copies each issued key's spend and budget from LiteLLM into its kintone record",
+    Duration.minutes(5),
+    True,
 )
 ROTATOR = FunctionSpec(
     "rotator",
@@ -196,11 +211,13 @@ class ProvisioningFunctions(Construct):
         self.worker = self._function(WORKER, environment)
         self.reconciler = self._function(RECONCILER, environment)
         self.rotator = self._function(ROTATOR, environment)
+        self.spend_sync = self._function(SPEND_SYNC, environment)
         self.by_name = {
             "Webhook": self.webhook,
             "Worker": self.worker,
             "Reconciler": self.reconciler,
             "Rotator": self.rotator,
+            "SpendSync": self.spend_sync,
         }
 
         self.audit_role = self._audit_role()
@@ -230,13 +247,14 @@ class ProvisioningFunctions(Construct):
                 max_concurrency=settings.worker_max_concurrency,
             )
         )
-        for function in (self.worker, self.reconciler, self.rotator):
+        for function in (self.worker, self.reconciler, self.rotator, self.spend_sync):
             self._allow_secret_read(function, secrets.kintone_api_token)
             self._allow_secret_read(function, secrets.litellm_master_key)
         self._allow_table(self.worker, state, WORKER_TABLE)
         self._allow_table(self.rotator, state, ROTATOR_TABLE)
         # The reconciler keeps its sweep cursor in the table and clears retired keys' entries.
         self._allow_table(self.reconciler, state, RECONCILER_TABLE)
+        self._allow_table(self.spend_sync, state, SPEND_SYNC_TABLE)
         self._allow_send(self.reconciler, queue)
         self._allow_key_secrets(self.worker.role, WORKER_KEY_SECRET_ACTIONS)
         self._allow_key_secrets(self.audit_role, AUDIT_KEY_SECRET_ACTIONS)
@@ -255,6 +273,14 @@ class ProvisioningFunctions(Construct):
             schedule=events.Schedule.rate(Duration.minutes(settings.reconcile_every_minutes)),
             targets=[events_targets.LambdaFunction(self.reconciler, retry_attempts=0)],
         )
+        # spend sync: EventBridge's shortest rate is a minute.
+        events.Rule(
+            self,
+            "SpendSyncSchedule",
+            description="Copies key spend from LiteLLM into the kintone records",
+            schedule=events.Schedule.rate(Duration.minutes(settings.spend_sync_minutes)),
+            targets=[events_targets.LambdaFunction(self.spend_sync, retry_attempts=0)],
+        )
         # rotator: only Secrets Manager may invoke it, only for key secrets of this account.
         self.rotator.add_permission(
             "InvokedBySecretsManager",
@@ -268,11 +294,11 @@ class ProvisioningFunctions(Construct):
         settings = self._settings
         role = iam.Role(
             self,
-            f"{spec.name.title()}Role",
+            f"{spec.construct_name}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"{settings.resource_prefix} {spec.name} function",
         )
-        logs = log_group(self, f"{spec.name.title()}Logs", settings)
+        logs = log_group(self, f"{spec.construct_name}Logs", settings)
         logs.grant_write(role)
         in_vpc = spec.in_vpc and self._gateway.vpc is not None
         if in_vpc:
@@ -292,7 +318,7 @@ class ProvisioningFunctions(Construct):
             )
         function = lambda_.Function(
             self,
-            spec.name.title(),
+            spec.construct_name,
             description=spec.description,
             runtime=RUNTIME,
             architecture=(

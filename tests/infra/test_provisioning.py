@@ -16,15 +16,19 @@ from tests.infra.conftest import REPO_ROOT, Synthesized, key_secrets_arn
 
 pytestmark = pytest.mark.infra
 
-FUNCTIONS = ("webhook", "worker", "reconciler", "rotator")
+FUNCTIONS = ("webhook", "worker", "reconciler", "rotator", "spend_sync")
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
 
 
 def function(synthesized: Synthesized, name: str) -> dict[str, Any]:
     logical_id = synthesized.logical_id(
-        "provisioning", "AWS::Lambda::Function", rf"/Functions/{name.title()}/Resource$"
+        "provisioning", "AWS::Lambda::Function", rf"/Functions/{construct_name(name)}/Resource$"
     )
     return synthesized.resources("provisioning", "AWS::Lambda::Function")[logical_id]
+
+
+def construct_name(function_name: str) -> str:
+    return "".join(part.title() for part in function_name.split("_"))
 
 
 def role_statements(synthesized: Synthesized, role: str) -> list[dict[str, Any]]:
@@ -155,7 +159,7 @@ def test_functions_get_the_settings_the_code_reads(environment: Synthesized, nam
 
 def test_functions_that_call_litellm_run_in_the_vpc(environment: Synthesized) -> None:
     assert "VpcConfig" not in function(environment, "webhook")["Properties"]
-    for name in ("worker", "reconciler", "rotator"):
+    for name in ("worker", "reconciler", "rotator", "spend_sync"):
         assert function(environment, name)["Properties"]["VpcConfig"]["SubnetIds"]
 
 
@@ -362,6 +366,8 @@ TABLE_CALLS = {
         {"dynamodb:Query"},
     ),
     "WebhookRole": (set(), set()),
+    # states_with_status queries; mark_usage_shown updates.
+    "SpendSyncRole": ({"dynamodb:UpdateItem"}, {"dynamodb:Query"}),
 }
 
 
@@ -527,6 +533,27 @@ def test_reconciler_runs_on_a_schedule(environment: Synthesized) -> None:
             "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [reconciler, "Arn"]}})],
         },
     )
+
+
+def test_spend_sync_runs_on_a_schedule_and_may_only_read_its_secrets_and_update_states(
+    environment: Synthesized,
+) -> None:
+    spend_sync = environment.logical_id(
+        "provisioning", "AWS::Lambda::Function", r"/Functions/SpendSync/Resource$"
+    )
+    environment.template("provisioning").has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "ScheduleExpression": f"rate({environment.settings.spend_sync_minutes} minutes)",
+            "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [spend_sync, "Arn"]}})],
+        },
+    )
+    statements = role_statements(environment, "SpendSyncRole")
+    granted = {action for statement in statements for action in actions(statement)}
+    assert {a for a in granted if a.startswith("secretsmanager:")} == {"secretsmanager:GetSecretValue"}
+    reads = [r for s in statements if "secretsmanager:GetSecretValue" in actions(s) for r in resources(s)]
+    assert len(reads) == 2, "kintone API token and LiteLLM master key"
+    assert not any(action.startswith(("sqs:", "sts:", "lambda:")) for action in granted)
 
 
 def test_functions_reach_the_created_gateway_over_https(environment: Synthesized) -> None:
