@@ -48,6 +48,8 @@ class ProvisioningResources:
     kintone_api_token_secret_id: str
     litellm_master_key_secret_id: str
     webhook_token: str
+    alert_token_secret_id: str
+    alert_token: str
 
 
 def local_client(service: str, endpoint: str):
@@ -76,6 +78,7 @@ def create_provisioning_resources(
     kintone_api_token: str,
     litellm_master_key: str,
     webhook_token: str | None = None,
+    alert_token: str | None = None,
 ) -> ProvisioningResources:
     """Queue, DLQ, state table and secrets as the CDK stack defines them. Safe to repeat."""
     sqs = local_client("sqs", endpoint)
@@ -123,6 +126,7 @@ def create_provisioning_resources(
 
     secretsmanager = local_client("secretsmanager", endpoint)
     webhook_token = webhook_token or secrets.token_urlsafe(32)
+    alert_token = alert_token or secrets.token_urlsafe(32)
     return ProvisioningResources(
         queue_url=queue_url,
         dead_letter_queue_url=dead_letter_queue_url,
@@ -135,4 +139,6 @@ def create_provisioning_resources(
             secretsmanager, f"{namespace}/litellm-master-key", litellm_master_key
         ),
         webhook_token=webhook_token,
+        alert_token_secret_id=_put_secret(secretsmanager, f"{namespace}/alert-token", alert_token),
+        alert_token=alert_token,
     )

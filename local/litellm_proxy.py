@@ -56,10 +56,16 @@ def _healthy(base_url: str) -> bool:
         return False
 
 
-def ensure_litellm(state_dir: Path) -> LiteLLMEndpoint:
-    """Start the proxy unless one of ours is running and healthy. Safe to call repeatedly."""
+def ensure_litellm(state_dir: Path, alert_url: str = "") -> LiteLLMEndpoint:
+    """Start the proxy unless one of ours is running and healthy. Safe to call repeatedly.
+
+    `alert_url` becomes LiteLLM's WEBHOOK_URL, where its budget alerts go (when it starts here).
+    """
     kit = offline_kit()
-    return _ensure_with_kit(kit, state_dir) if kit else _ensure_with_pip(state_dir)
+    alert_environment = {"WEBHOOK_URL": alert_url} if alert_url else {}
+    if kit:
+        return _ensure_with_kit(kit, state_dir, alert_environment)
+    return _ensure_with_pip(state_dir, alert_environment)
 
 
 def stop_litellm(state_dir: Path) -> None:
@@ -98,7 +104,7 @@ def kit_target(state_dir: Path) -> Path:
     return postgres_state_dir(state_dir) / "litellm-offline"
 
 
-def _ensure_with_kit(kit: Path, state_dir: Path) -> LiteLLMEndpoint:
+def _ensure_with_kit(kit: Path, state_dir: Path, alert_environment: dict[str, str]) -> LiteLLMEndpoint:
     target = kit_target(state_dir)
     env_file = target / "state" / "litellm.env"
     if env_file.exists():
@@ -108,7 +114,11 @@ def _ensure_with_kit(kit: Path, state_dir: Path) -> LiteLLMEndpoint:
         subprocess.run([str(kit / "stop.sh"), str(target)], check=False, capture_output=True)
     with (state_dir / "litellm-setup.log").open("ab") as log:
         subprocess.run([str(kit / "setup.sh"), str(target)], check=True, stdout=log, stderr=subprocess.STDOUT)
-        environment = {**os.environ, "LITELLM_MASTER_KEY": "sk-local-" + secrets.token_urlsafe(24)}
+        environment = {
+            **os.environ,
+            **alert_environment,
+            "LITELLM_MASTER_KEY": "sk-local-" + secrets.token_urlsafe(24),
+        }
         started = subprocess.run(
             [
                 str(kit / "start.sh"),
@@ -151,7 +161,7 @@ def _run_as_postgres(argv: list[str], check: bool = True) -> None:
     subprocess.run(command, check=check, capture_output=True)
 
 
-def _ensure_with_pip(state_dir: Path) -> LiteLLMEndpoint:
+def _ensure_with_pip(state_dir: Path, alert_environment: dict[str, str]) -> LiteLLMEndpoint:
     endpoint_file = state_dir / "litellm.endpoint"
     if endpoint_file.exists() and running_pid("litellm", state_dir):
         values = _read_env_file(endpoint_file)
@@ -209,6 +219,7 @@ def _ensure_with_pip(state_dir: Path) -> LiteLLMEndpoint:
             "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{pg_port}/litellm",
             "LITELLM_MASTER_KEY": master_key,
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            **alert_environment,
         },
     )
     base_url = f"http://127.0.0.1:{port}"

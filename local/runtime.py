@@ -58,13 +58,13 @@ class FakeLambdaContext:
 
 
 def api_gateway_event(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    """An API Gateway REST proxy event for the route POST /webhook/{token}."""
+    """An API Gateway REST proxy event for the routes POST /webhook/{token} and /alert/{token}."""
     path_parameters = None
     resource = path
     parts = path.strip("/").split("/")
-    if len(parts) == 2 and parts[0] == "webhook":
+    if len(parts) == 2 and parts[0] in ("webhook", "alert"):
         path_parameters = {"token": parts[1]}
-        resource = "/webhook/{token}"
+        resource = f"/{parts[0]}/{{token}}"
     try:
         text, is_base64 = body.decode("utf-8"), False
     except UnicodeDecodeError:
@@ -200,9 +200,10 @@ class WebhookGateway(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, port: int) -> None:
-        from lambdas.handlers import webhook  # noqa: PLC0415 - import after the environment is set
+        from lambdas.handlers import alerts, webhook  # noqa: PLC0415 - import after the environment is set
 
         self.webhook_handler = webhook.handler
+        self.alert_handler = alerts.handler
         super().__init__(("127.0.0.1", port), _GatewayRequestHandler)
 
 
@@ -216,8 +217,13 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         event = api_gateway_event("POST", self.path.split("?")[0], dict(self.headers.items()), body)
+        # API Gateway's routes: budget alerts go to their own function.
+        if event["resource"] == "/alert/{token}":
+            handler, function_name = self.server.alert_handler, "alerts"
+        else:
+            handler, function_name = self.server.webhook_handler, "webhook"
         with INVOCATION_LOCK:
-            response = self.server.webhook_handler(event, FakeLambdaContext("webhook"))
+            response = handler(event, FakeLambdaContext(function_name))
         payload = response.get("body") or ""
         data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
         self.send_response(response["statusCode"])

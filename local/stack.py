@@ -33,7 +33,7 @@ from local.aws_resources import (
     ensure_moto_server,
 )
 from local.litellm_proxy import LiteLLMEndpoint, ensure_litellm, stop_litellm
-from local.processes import running_pid, start_background, stop_background
+from local.processes import free_port, running_pid, start_background, stop_background
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".local"))
@@ -64,16 +64,21 @@ def _wait_for_file(path: Path, process_name: str) -> str:
 def _stack_secrets() -> dict[str, str]:
     """Tokens of this stack, made once and kept (0600) so that `up` twice keeps the same URLs."""
     path = STATE_DIR / "stack-secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     alphabet = string.ascii_letters + string.digits
-    values = {
+    makers = {
         # kintone API tokens are 40 alphanumerics.
-        "kintone_api_token": "".join(secrets.choice(alphabet) for _ in range(40)),
-        "webhook_token": secrets.token_urlsafe(32),
+        "kintone_api_token": lambda: "".join(secrets.choice(alphabet) for _ in range(40)),
+        "webhook_token": lambda: secrets.token_urlsafe(32),
+        "alert_token": lambda: secrets.token_urlsafe(32),
+        # Fixed for the stack's life: LiteLLM, started first, is told where to post budget alerts.
+        "gateway_port": lambda: str(free_port()),
     }
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(values))
+    missing = {name: make() for name, make in makers.items() if name not in values}
+    if missing:  # a stack made before a value existed gets it now
+        values.update(missing)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(values))
     return values
 
 
@@ -107,11 +112,11 @@ def _ensure_kintone(stack_secrets: dict[str, str]) -> tuple[str, str, str, bool]
     return base_url, EMULATOR_APP_ID, stack_secrets["kintone_api_token"], True
 
 
-def _ensure_litellm() -> LiteLLMEndpoint:
+def _ensure_litellm(alert_url: str) -> LiteLLMEndpoint:
     url, key = os.environ.get("LITELLM_BASE_URL", ""), os.environ.get("LITELLM_MASTER_KEY", "")
     if url and key:
         return LiteLLMEndpoint(url.rstrip("/"), key)
-    return ensure_litellm(STATE_DIR)
+    return ensure_litellm(STATE_DIR, alert_url)
 
 
 def function_environment(
@@ -134,6 +139,7 @@ def function_environment(
         "LITELLM_BASE_URL": litellm_base_url,
         "LITELLM_MASTER_KEY_SECRET_ID": resources.litellm_master_key_secret_id,
         "WEBHOOK_TOKEN_SECRET_ID": resources.webhook_token_secret_id,
+        "ALERT_TOKEN_SECRET_ID": resources.alert_token_secret_id,
         "QUEUE_URL": resources.queue_url,
         "STATE_TABLE_NAME": resources.state_table_name,
         "KEY_SECRET_PREFIX": f"{namespace}/keys/",
@@ -154,7 +160,8 @@ def function_environment(
 def up() -> dict[str, str]:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     stack_secrets = _stack_secrets()
-    litellm = _ensure_litellm()
+    gateway_base_url = f"http://127.0.0.1:{stack_secrets['gateway_port']}"
+    litellm = _ensure_litellm(f"{gateway_base_url}/alert/{stack_secrets['alert_token']}")
     kintone_base_url, kintone_app_id, kintone_api_token, is_emulator = _ensure_kintone(stack_secrets)
     aws_endpoint = ensure_moto_server(STATE_DIR)
     resources = create_provisioning_resources(
@@ -163,6 +170,7 @@ def up() -> dict[str, str]:
         kintone_api_token=kintone_api_token,
         litellm_master_key=litellm.master_key,
         webhook_token=stack_secrets["webhook_token"],
+        alert_token=stack_secrets["alert_token"],
     )
     environment = function_environment(
         aws_endpoint=aws_endpoint,
@@ -179,7 +187,7 @@ def up() -> dict[str, str]:
     if changed:
         _stop_functions()
         environment_file.write_text(json.dumps(environment, indent=1))
-    gateway_url = _ensure_functions(resources.queue_url, environment)
+    gateway_url = _ensure_functions(resources.queue_url, environment, stack_secrets["gateway_port"])
     webhook_url = f"{gateway_url}/webhook/{resources.webhook_token}"
     if is_emulator:
         httpx.post(
@@ -206,7 +214,7 @@ def up() -> dict[str, str]:
     return stack_env
 
 
-def _ensure_functions(queue_url: str, environment: dict[str, str]) -> str:
+def _ensure_functions(queue_url: str, environment: dict[str, str], gateway_port: str) -> str:
     ready_file = STATE_DIR / "webhook-gateway.url"
     if running_pid(GATEWAY_PROCESS, STATE_DIR) is None:
         ready_file.unlink(missing_ok=True)
@@ -217,6 +225,8 @@ def _ensure_functions(queue_url: str, environment: dict[str, str]) -> str:
                 "-m",
                 "local.runtime",
                 "gateway",
+                "--port",
+                gateway_port,
                 "--queue-url",
                 queue_url,
                 "--ready-file",

@@ -36,7 +36,7 @@ LAMBDA_ENVIRONMENT_BUDGET_BYTES = 2500
 
 # The platform's own secrets, named kintone-llm/<env>/<purpose>; key secrets must stay apart from them.
 PLATFORM_SECRETS = ("webhook-token", "kintone-api-token", "litellm-master-key", "litellm-salt-key",
-                    "database-credentials")  # fmt: skip
+                    "database-credentials", "alert-token", "litellm-alert-url")  # fmt: skip
 
 
 class ConfigError(ValueError):

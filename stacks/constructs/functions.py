@@ -10,6 +10,8 @@ each grant is an API call its code makes (lambdas/adapters):
   the status index, delete due retirements; send to the queue. No key secret at all.
 - spend sync: read the kintone and LiteLLM secrets; query the status index for issued states and
   update their usage. No queue, no key secret.
+- alerts: read the alert token, kintone and LiteLLM secrets; get a record's state, put and delete
+  its alert claims. No queue, no key secret.
 - rotator: read the kintone and LiteLLM secrets; get and put the record's state; the four rotation
   steps' calls on key secrets (describe, read, put the pending value, move the stages) under the key
   prefix. Invoked by Secrets Manager only; it acts under its own role, never the audit role.
@@ -99,6 +101,8 @@ RECONCILER_TABLE = TableAccess(
 )
 # states_with_status queries the status index; mark_usage_shown updates (conditionally).
 SPEND_SYNC_TABLE = TableAccess(table=("dynamodb:UpdateItem",), status_index=("dynamodb:Query",))
+# get of the record's state; claim (conditional put) and release (delete) of an alert.
+ALERTS_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"))
 # What Lambda needs to attach a function to the VPC. EC2 offers no resource-level scoping for
 # the Describe calls, and Lambda checks these on the role before it creates the function.
 _VPC_ACCESS_ACTIONS = (
@@ -138,6 +142,12 @@ SPEND_SYNC = FunctionSpec(
     "spend_sync",
     "Copies each issued key's spend and budget from LiteLLM into its kintone record",
     Duration.minutes(5),
+    True,
+)
+ALERTS = FunctionSpec(
+    "alerts",
+    "Turns LiteLLM budget alerts into comments on the keys' kintone records",
+    Duration.seconds(15),
     True,
 )
 ROTATOR = FunctionSpec(
@@ -212,12 +222,14 @@ class ProvisioningFunctions(Construct):
         self.reconciler = self._function(RECONCILER, environment)
         self.rotator = self._function(ROTATOR, environment)
         self.spend_sync = self._function(SPEND_SYNC, environment)
+        self.alerts = self._function(ALERTS, environment)
         self.by_name = {
             "Webhook": self.webhook,
             "Worker": self.worker,
             "Reconciler": self.reconciler,
             "Rotator": self.rotator,
             "SpendSync": self.spend_sync,
+            "Alerts": self.alerts,
         }
 
         self.audit_role = self._audit_role()
@@ -247,7 +259,7 @@ class ProvisioningFunctions(Construct):
                 max_concurrency=settings.worker_max_concurrency,
             )
         )
-        for function in (self.worker, self.reconciler, self.rotator, self.spend_sync):
+        for function in (self.worker, self.reconciler, self.rotator, self.spend_sync, self.alerts):
             self._allow_secret_read(function, secrets.kintone_api_token)
             self._allow_secret_read(function, secrets.litellm_master_key)
         self._allow_table(self.worker, state, WORKER_TABLE)
@@ -255,6 +267,10 @@ class ProvisioningFunctions(Construct):
         # The reconciler keeps its sweep cursor in the table and clears retired keys' entries.
         self._allow_table(self.reconciler, state, RECONCILER_TABLE)
         self._allow_table(self.spend_sync, state, SPEND_SYNC_TABLE)
+        # alerts: LiteLLM's webhook alerting calls it through the API's /alert/{token} route.
+        self.alerts.add_environment("ALERT_TOKEN_SECRET_ID", secrets.alert_token.secret_arn)
+        self._allow_secret_read(self.alerts, secrets.alert_token)
+        self._allow_table(self.alerts, state, ALERTS_TABLE)
         self._allow_send(self.reconciler, queue)
         self._allow_key_secrets(self.worker.role, WORKER_KEY_SECRET_ACTIONS)
         self._allow_key_secrets(self.audit_role, AUDIT_KEY_SECRET_ACTIONS)

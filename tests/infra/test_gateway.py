@@ -118,6 +118,7 @@ def test_credentials_reach_litellm_only_as_secrets(environment: Synthesized) -> 
         "LITELLM_SALT_KEY",
         "DATABASE_USERNAME",
         "DATABASE_PASSWORD",
+        "WEBHOOK_URL",  # budget alerts: the URL holds the provisioning API's alert token
     }
     plain = {variable["Name"] for variable in container["Environment"]}
     assert not plain & {"LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_PASSWORD", "DATABASE_URL"}
@@ -133,6 +134,7 @@ def test_secrets_are_generated_by_secrets_manager_and_encrypted(environment: Syn
         f"{prefix}litellm-master-key",
         f"{prefix}litellm-salt-key",
         f"{prefix}database-credentials",
+        f"{prefix}litellm-alert-url",
     }
     for secret in secrets.values():
         assert "SecretString" not in secret["Properties"], "no secret value in the template"

@@ -65,7 +65,7 @@ def alarm_metrics(synthesized: Synthesized) -> dict[str, dict]:
 def test_alarms_cover_dead_letters_errors_age_and_throttles(environment: Synthesized) -> None:
     alarms = alarm_metrics(environment)
     expected = {"DeadLetterQueueNotEmpty", "OldestMessageTooOld", "WebhookServerErrors", "MassRevokeBlocked"}
-    for name in ("Webhook", "Worker", "Reconciler", "Rotator"):
+    for name in ("Webhook", "Worker", "Reconciler", "Rotator", "SpendSync", "Alerts"):
         expected |= {f"{name}Errors", f"{name}Throttles"}
     if environment.settings.gateway.create:
         expected |= {"GatewayUnhealthyTasks", "GatewayNoHealthyTasks"}

@@ -16,7 +16,7 @@ from tests.infra.conftest import REPO_ROOT, Synthesized, key_secrets_arn
 
 pytestmark = pytest.mark.infra
 
-FUNCTIONS = ("webhook", "worker", "reconciler", "rotator", "spend_sync")
+FUNCTIONS = ("webhook", "worker", "reconciler", "rotator", "spend_sync", "alerts")
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
 
 
@@ -159,7 +159,7 @@ def test_functions_get_the_settings_the_code_reads(environment: Synthesized, nam
 
 def test_functions_that_call_litellm_run_in_the_vpc(environment: Synthesized) -> None:
     assert "VpcConfig" not in function(environment, "webhook")["Properties"]
-    for name in ("worker", "reconciler", "rotator", "spend_sync"):
+    for name in ("worker", "reconciler", "rotator", "spend_sync", "alerts"):
         assert function(environment, name)["Properties"]["VpcConfig"]["SubnetIds"]
 
 
@@ -368,6 +368,8 @@ TABLE_CALLS = {
     "WebhookRole": (set(), set()),
     # states_with_status queries; mark_usage_shown updates.
     "SpendSyncRole": ({"dynamodb:UpdateItem"}, {"dynamodb:Query"}),
+    # get (the state); claim (conditional put) and release (delete) of an alert.
+    "AlertsRole": ({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}, set()),
 }
 
 
@@ -554,6 +556,35 @@ def test_spend_sync_runs_on_a_schedule_and_may_only_read_its_secrets_and_update_
     reads = [r for s in statements if "secretsmanager:GetSecretValue" in actions(s) for r in resources(s)]
     assert len(reads) == 2, "kintone API token and LiteLLM master key"
     assert not any(action.startswith(("sqs:", "sts:", "lambda:")) for action in granted)
+
+
+def test_budget_alerts_route_reaches_the_alerts_function_which_reads_its_own_token(
+    environment: Synthesized,
+) -> None:
+    alerts = environment.logical_id("provisioning", "AWS::Lambda::Function", r"/Functions/Alerts/Resource$")
+    methods = environment.resources("provisioning", "AWS::ApiGateway::Method")
+    routed = [
+        method
+        for method in methods.values()
+        if alerts in json.dumps(method["Properties"].get("Integration", {}).get("Uri", ""))
+    ]
+    assert len(routed) == 1 and routed[0]["Properties"]["HttpMethod"] == "POST"
+    assert routed[0]["Properties"]["RequestParameters"] == {"method.request.path.token": True}
+    variables = function(environment, "alerts")["Properties"]["Environment"]["Variables"]
+    assert ref(variables["ALERT_TOKEN_SECRET_ID"]) == secret_id(environment, "AlertToken")
+    for name in ("webhook", "worker", "reconciler", "rotator", "spend_sync"):
+        assert (
+            "ALERT_TOKEN_SECRET_ID"
+            not in function(environment, name)["Properties"]["Environment"]["Variables"]
+        )
+    reads = {
+        ref(resource)
+        for statement in role_statements(environment, "AlertsRole")
+        if actions(statement) == ["secretsmanager:GetSecretValue"]
+        for resource in resources(statement)
+    }
+    assert secret_id(environment, "AlertToken") in reads and len(reads) == 3
+    assert "AlertUrlWithoutToken" in environment.templates["provisioning"]["Outputs"]
 
 
 def test_functions_reach_the_created_gateway_over_https(environment: Synthesized) -> None:

@@ -58,6 +58,9 @@ def kintone_record(record_id: str, revision: int = 1, **fields: Any) -> dict[str
         "status": {"type": "DROP_DOWN", "value": None},
         "api_key": {"type": "SINGLE_LINE_TEXT", "value": ""},
         "message": {"type": "MULTI_LINE_TEXT", "value": ""},
+        "spend": {"type": "NUMBER", "value": ""},
+        "max_budget": {"type": "NUMBER", "value": ""},
+        "budget_reset_at": {"type": "DATETIME", "value": ""},
     }
     for code, value in fields.items():
         record[code]["value"] = value
@@ -154,7 +157,7 @@ class FakeRecords:
         for write in writes:
             record = self.records[(app_id, write.record_id)]
             for code, value in write.values.items():
-                record.setdefault(code, {"type": "", "value": ""})["value"] = value
+                record[code]["value"] = value
             record["$revision"]["value"] = str(int(record["$revision"]["value"]) + 1)
             record["更新日時"]["value"] = _kintone_minute(self.now)
             revisions[write.record_id] = int(record["$revision"]["value"])
