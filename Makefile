@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install up down status demo test lint format bench clean
+.PHONY: install up down status demo test lint format bench clean kintone-app
 
 install: $(INSTALLED)
 
@@ -39,6 +39,10 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+## The kintone app from code: `make kintone-app ENV=staging [DRY_RUN=1]` (ENV=local: the local stack's app).
+kintone-app: install
+	$(PY) -m ops.kintone_app $(if $(filter local,$(ENV)),--local,--env $(ENV)) $(if $(DRY_RUN),--dry-run)
 
 ## Speed on the real local stack; the last line is JSON.
 bench: install

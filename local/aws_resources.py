@@ -23,6 +23,7 @@ LOCAL_AWS_ENVIRONMENT = {
     "AWS_REGION": LOCAL_REGION,
 }
 MAX_RECEIVE_COUNT = 5
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 
 def ensure_moto_server(state_dir: Path) -> str:
@@ -31,8 +32,9 @@ def ensure_moto_server(state_dir: Path) -> str:
     if running_pid(MOTO_PROCESS, state_dir) and endpoint_file.exists():
         return endpoint_file.read_text().strip()
     port = free_port()
-    moto_server = Path(sys.executable).with_name("moto_server")
-    start_background(MOTO_PROCESS, [str(moto_server), "-H", "127.0.0.1", "-p", str(port)], state_dir)
+    # local.moto_server: moto's own server, made to refuse message bodies as SQS does.
+    command = [sys.executable, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(port)]
+    start_background(MOTO_PROCESS, command, state_dir, env={"PYTHONPATH": str(REPOSITORY_ROOT)})
     endpoint = f"http://127.0.0.1:{port}"
     wait_until_healthy(f"{endpoint}/moto-api/", 30, MOTO_PROCESS, state_dir)
     endpoint_file.write_text(endpoint)

@@ -21,19 +21,30 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import json
 import logging
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import boto3
 
 LOG = logging.getLogger("local.runtime")
 MAX_BATCH_SIZE = 10
+# The API's routes: kintone webhooks and LiteLLM budget alerts.
+API_ROUTE = re.compile(r"/(webhook|alert)/[^/]+")
+# API Gateway's payload limit for REST APIs.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
+CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+MAX_CHUNK_LINE = 4096
 # One invocation at a time per process, as in one Lambda container.
 INVOCATION_LOCK = threading.Lock()
 
@@ -57,7 +68,9 @@ class FakeLambdaContext:
         return 30_000
 
 
-def api_gateway_event(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+def api_gateway_event(
+    method: str, path: str, headers: dict[str, str], body: bytes, query: str = ""
+) -> dict[str, Any]:
     """An API Gateway REST proxy event for the routes POST /webhook/{token} and /alert/{token}."""
     path_parameters = None
     resource = path
@@ -70,14 +83,15 @@ def api_gateway_event(method: str, path: str, headers: dict[str, str], body: byt
     except UnicodeDecodeError:
         text, is_base64 = base64.b64encode(body).decode(), True
     request_id = str(uuid.uuid4())
+    query_values = parse_qs(query, keep_blank_values=True)
     return {
         "resource": resource,
         "path": path,
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
+        "queryStringParameters": {name: values[-1] for name, values in query_values.items()} or None,
+        "multiValueQueryStringParameters": query_values or None,
         "pathParameters": path_parameters,
         "stageVariables": None,
         "requestContext": {
@@ -208,15 +222,48 @@ class WebhookGateway(ThreadingHTTPServer):
 
 
 class _GatewayRequestHandler(BaseHTTPRequestHandler):
+    """API Gateway's side of the REST API: only POST /webhook/{token} is defined.
+
+    As API Gateway does, any other method or path gets 403 `Missing Authentication Token`, a body
+    over its 10 MB payload limit 413, and a request whose length cannot be known 400; every answer
+    is JSON `{"message": ...}`, never an HTML page.
+    """
+
     server: WebhookGateway
+    protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the path holds the webhook token; the handler logs what matters without it
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
-        event = api_gateway_event("POST", self.path.split("?")[0], dict(self.headers.items()), body)
+    def __getattr__(self, name: str) -> Any:
+        # BaseHTTPRequestHandler looks up do_<METHOD>; every method takes the same route, so an
+        # undefined one gets API Gateway's 403 rather than Python's 501.
+        if name.startswith("do_"):
+            return self._route
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Malformed request lines and headers: answered in API Gateway's shape, not as HTML."""
+        self.close_connection = True
+        self._answer(code, {"message": message or HTTPStatus(code).phrase})
+
+    def _route(self) -> None:
+        path, _, query = self.path.partition("?")
+        if self.command != "POST" or API_ROUTE.fullmatch(path) is None:
+            self.close_connection = True  # the body, if any, is left unread
+            self._answer(
+                HTTPStatus.FORBIDDEN,
+                {"message": "Missing Authentication Token"},
+                {"x-amzn-ErrorType": "MissingAuthenticationTokenException"},
+            )
+            return
+        try:
+            body = self._read_body()
+        except RequestRefusedError as refused:
+            self.close_connection = True
+            self._answer(refused.status, {"message": refused.message})
+            return
+        event = api_gateway_event("POST", path, dict(self.headers.items()), body, query)
         # API Gateway's routes: budget alerts go to their own function.
         if event["resource"] == "/alert/{token}":
             handler, function_name = self.server.alert_handler, "alerts"
@@ -226,15 +273,73 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
             response = handler(event, FakeLambdaContext(function_name))
         payload = response.get("body") or ""
         data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
-        self.send_response(response["statusCode"])
-        for name, value in (response.get("headers") or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._answer(response["statusCode"], data, response.get("headers") or {})
 
-    do_GET = do_POST
-    do_PUT = do_POST
+    def _read_body(self) -> bytes:
+        lengths = self.headers.get_all("Content-Length") or []
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        if encodings:
+            if lengths or [value.strip().lower() for value in encodings] != ["chunked"]:
+                raise RequestRefusedError(HTTPStatus.BAD_REQUEST, "Bad Request")
+            return self._read_chunked()
+        if not lengths:
+            return b""
+        if len(lengths) > 1 or not CONTENT_LENGTH.fullmatch(lengths[0].strip()):
+            raise RequestRefusedError(HTTPStatus.BAD_REQUEST, "Bad Request")
+        length = int(lengths[0])
+        if length > MAX_PAYLOAD_BYTES:
+            raise RequestRefusedError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request Too Long")
+        return self._read_exactly(length)
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while True:
+            size_line = self.rfile.readline(MAX_CHUNK_LINE + 1)
+            size_text = size_line.split(b";", 1)[0].strip()
+            if len(size_line) > MAX_CHUNK_LINE or not CHUNK_SIZE.fullmatch(size_text):
+                raise RequestRefusedError(HTTPStatus.BAD_REQUEST, "Bad Request")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            if len(body) + size > MAX_PAYLOAD_BYTES:
+                raise RequestRefusedError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request Too Long")
+            body += self._read_exactly(size)
+            if self.rfile.readline(MAX_CHUNK_LINE + 1).strip():
+                raise RequestRefusedError(HTTPStatus.BAD_REQUEST, "Bad Request")
+        while self.rfile.readline(MAX_CHUNK_LINE + 1).strip():
+            pass  # trailer fields: nothing of them is used
+        return bytes(body)
+
+    def _read_exactly(self, length: int) -> bytes:
+        data = self.rfile.read(length)
+        if len(data) != length:
+            raise RequestRefusedError(HTTPStatus.BAD_REQUEST, "Bad Request")
+        return data
+
+    def _answer(
+        self, status: int, body: dict[str, str] | bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            if name.lower() not in ("content-type", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+class RequestRefusedError(Exception):
+    """A request API Gateway would answer with an error before invoking the function."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class QueuePoller:

@@ -186,6 +186,16 @@ class KintoneSettings(_Settings):
     app_id: int = Field(gt=0)
     field_codes: FieldCodes = FieldCodes()
     message_language: Literal["ja", "en"] = "ja"
+    # The cybozu group (its code) that sees and edits every record and alone manages the app;
+    # `python -m ops.kintone_app` writes it into the app's permissions.
+    operators_group: str = Field(pattern=r"^\S{1,100}$")
+
+    @field_validator("operators_group")
+    @classmethod
+    def _not_everyone(cls, code: str) -> str:
+        if code.lower() == "everyone":
+            raise ValueError("'everyone' would let every user see every key; name the operators' own group")
+        return code
 
 
 class ApiSettings(_Settings):

@@ -16,6 +16,7 @@ from lambdas.domain.ports import (
     RecordRef,
     Retirement,
     ShownUsage,
+    StateConflictError,
     TransientError,
 )
 
@@ -55,23 +56,25 @@ class DynamoDBStateStore:
             return None
         return _state_of(item)
 
-    def put(self, state: KeyState) -> None:
-        self._put(_item_of(state))
-
-    def switch_key(self, state: KeyState, previous_key_hash: str) -> bool:
-        """Store a rotated key's state only while the record's key is still issued and is the old
-        (or, on a repeat, already the new) one; False when a revoke or another change came first."""
+    def put(self, state: KeyState, expected: KeyState | None) -> KeyState:
+        """Store `state` unless another write came after `expected` was read (optimistic locking on
+        a version counter; states written before it existed have none and read as version 0)."""
+        if expected is None:
+            condition = Attr("pk").not_exists()
+        elif expected.version == 0:
+            condition = Attr("pk").exists() & Attr("version").not_exists()
+        else:
+            condition = Attr("version").eq(expected.version)
+        stored = state.model_copy(update={"version": (expected.version if expected else 0) + 1})
         try:
-            self._table.put_item(
-                Item=_item_of(state),
-                ConditionExpression=Attr("status").eq(KeyStatus.ISSUED.value)
-                & Attr("key_hash").is_in([previous_key_hash, state.key_hash]),
-            )
+            self._table.put_item(Item=_item_of(stored), ConditionExpression=condition)
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
+                raise StateConflictError(
+                    f"state of record {state.app_id}:{state.record_id} changed meanwhile"
+                ) from None
             raise _transient_or_same(error) from None
-        return True
+        return stored
 
     def states_with_status(self, app_id: str, status: KeyStatus) -> list[KeyState]:
         items = self._query_index(Key("status").eq(status.value), Attr("app_id").eq(app_id))
@@ -130,6 +133,7 @@ class DynamoDBStateStore:
                 "app_id": retirement.ref.app_id,
                 "record_id": retirement.ref.record_id,
                 "key_alias": retirement.key_alias,
+                "key_hash": retirement.key_hash,
             }
         )
 
@@ -139,6 +143,7 @@ class DynamoDBStateStore:
             Retirement(
                 ref=RecordRef(app_id=item["app_id"], record_id=item["record_id"]),
                 key_alias=item["key_alias"],
+                key_hash=item.get("key_hash", ""),
                 due_at=float(item["updated_at"]),
             )
             for item in items
@@ -188,6 +193,7 @@ def _state_of(item: dict[str, Any]) -> KeyState:
     item.pop("pk")
     item["models"] = tuple(item.get("models") or ())
     item["record_revision"] = int(item.get("record_revision", 0))
+    item["version"] = int(item.get("version", 0))
     item["updated_at"] = float(item.get("updated_at", 0))
     return KeyState.model_validate(item)
 

@@ -41,31 +41,46 @@ class LiteLLMKeyGateway:
             timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds)),
             headers={"Authorization": f"Bearer {master_key}"},
         )
-        self._known_teams: set[str] = set()
+        self._known_teams: dict[str, TeamPolicy] = {}
         self._teams_lock = threading.Lock()
 
     # -- teams -----------------------------------------------------------------------------------
 
     def ensure_team(self, team_id: str, policy: TeamPolicy) -> None:
-        if team_id in self._known_teams:
+        """Create the team, or bring an existing one to the catalog's policy (budget, limits,
+        models). Checked once per team and policy in a container's life."""
+        if self._known_teams.get(team_id) == policy:
             return
         with self._teams_lock:
-            if team_id in self._known_teams:
+            if self._known_teams.get(team_id) == policy:
                 return
             # Created outright rather than looked up first: /team/info lists every key of the team
             # and slows down as a team grows, while /team/new answers 400 "already exists" at once.
-            body = {"team_id": team_id, "team_alias": team_id, "models": list(policy.models)}
-            body.update(
-                {
-                    name: value
-                    for name, value in policy.model_dump(exclude={"models", "contact"}).items()
-                    if value is not None
-                }
-            )
+            body = {"team_id": team_id, "team_alias": team_id, **_team_fields(policy)}
+            body = {name: value for name, value in body.items() if value is not None}
             created = self._request("POST", "/team/new", json=body)
-            if created.status_code != 400 or "already exists" not in created.text:
+            if created.status_code == 400 and "already exists" in created.text:
+                self._update_team(team_id, policy)
+            else:
                 self._raise_for_status(created)
-            self._known_teams.add(team_id)
+            self._known_teams[team_id] = policy
+
+    def _update_team(self, team_id: str, policy: TeamPolicy) -> None:
+        """Send only what differs. /team/update sets exactly the fields it is given (null unsets),
+        and a budget_duration sent again restarts the budget period, so an unchanged one is left out."""
+        listed = self._request("GET", "/v2/team/list", params={"team_id": team_id})
+        self._raise_for_status(listed)
+        teams = [team for team in listed.json().get("teams") or [] if team.get("team_id") == team_id]
+        stored = teams[0] if teams else {}
+        changes = {
+            name: value
+            for name, value in _team_fields(policy).items()
+            if (stored.get(name) or None) != (value or None)
+            and not (name == "models" and sorted(stored.get("models") or []) == sorted(value))
+        }
+        if changes:
+            updated = self._request("POST", "/team/update", json={"team_id": team_id, **changes})
+            self._raise_for_status(updated)
 
     # -- keys ------------------------------------------------------------------------------------
 
@@ -117,6 +132,14 @@ class LiteLLMKeyGateway:
     def delete_keys(self, aliases: Sequence[str]) -> bool:
         """One call for all: LiteLLM answers 200 when any of them existed, 404 when none did."""
         response = self._request("POST", "/key/delete", json={"key_aliases": list(aliases)})
+        if response.status_code == 404:
+            return False
+        self._raise_for_status(response)
+        return True
+
+    def delete_key_with_hash(self, key_hash: str) -> bool:
+        """/key/delete takes LiteLLM's token (the SHA-256) as well as the key; 404 when it is gone."""
+        response = self._request("POST", "/key/delete", json={"keys": [key_hash]})
         if response.status_code == 404:
             return False
         self._raise_for_status(response)
@@ -235,6 +258,17 @@ class LiteLLMKeyGateway:
             str(error.get("param", "")),
             str(error.get("message", response.reason_phrase)),
         )
+
+
+def _team_fields(policy: TeamPolicy) -> dict[str, Any]:
+    """The team's settings as LiteLLM names them; None where the catalog sets no limit."""
+    return {
+        "models": list(policy.models),
+        "max_budget": policy.max_budget,
+        "budget_duration": policy.budget_duration,
+        "rpm_limit": policy.rpm_limit,
+        "tpm_limit": policy.tpm_limit,
+    }
 
 
 def _error_of(response: httpx.Response) -> dict[str, Any]:

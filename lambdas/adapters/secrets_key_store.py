@@ -110,9 +110,9 @@ class SecretsManagerKeyStore:
     def ensure_rotation(self, ref: RecordRef) -> None:
         """Give the key's secret its rotation schedule, unless it has one (or no rotator is set).
 
-        A step of its own, after issuance: turning rotation on makes Secrets Manager test the
-        rotator at once, which needs the issued state, and a throttled call here must not cost the
-        schedule on the retry.
+        Turning rotation on makes Secrets Manager run testSecret with a token of no version, which
+        the rotator passes without reading the state; the worker calls this before storing the
+        issued state, so a throttled call here is retried with the record.
         """
         if not self._rotator_function_arn:
             return  # locally: moto cannot run the rotator, rotations are started by the local runtime
@@ -120,12 +120,15 @@ class SecretsManagerKeyStore:
         secret_id = self.secret_name(ref)
         if _call(client.describe_secret, SecretId=secret_id).get("RotationEnabled"):
             return
+        self._turn_rotation_on(client, secret_id, immediately=False)
+
+    def _turn_rotation_on(self, client: Any, secret_id: str, *, immediately: bool) -> None:
         _call(
             client.rotate_secret,
             SecretId=secret_id,
             RotationLambdaARN=self._rotator_function_arn,
             RotationRules={"AutomaticallyAfterDays": self._rotation_days},
-            RotateImmediately=False,
+            RotateImmediately=immediately,
         )
 
     def _existing(self, client: Any, name: str, *, created: bool = False) -> StoredKey:
@@ -156,12 +159,24 @@ class SecretsManagerKeyStore:
     # -- rotation --------------------------------------------------------------------------------
 
     def request_rotation(self, ref: RecordRef) -> None:
-        """Secrets Manager then invokes the rotator for the four steps."""
+        """Secrets Manager then invokes the rotator for the four steps. A secret whose rotation was
+        never turned on (its set-up failed) gets it now, starting at once."""
+        client = self._client_for("")
+        secret_id = self.secret_name(ref)
+        described = _call(client.describe_secret, SecretId=secret_id)
+        if not described.get("RotationEnabled"):
+            if not self._rotator_function_arn:
+                raise RuntimeError("no rotator is configured (ROTATOR_FUNCTION_ARN)")
+            self._turn_rotation_on(client, secret_id, immediately=True)
+            return
         try:
-            _call(self._client_for("").rotate_secret, SecretId=self.secret_name(ref))
+            _call(client.rotate_secret, SecretId=secret_id)
         except ClientError as error:
-            # "A previous rotation isn't complete": that one goes on, which is what was asked.
-            if error.response["Error"]["Code"] != "InvalidRequestException":
+            # "A previous rotation isn't complete": that one goes on, which is what was asked. Any
+            # other refusal is real and must not read as a started rotation.
+            if error.response["Error"]["Code"] != "InvalidRequestException" or not _rotation_under_way(
+                described
+            ):
                 raise
 
     def versions(self, secret_id: str) -> SecretVersions:
@@ -212,6 +227,14 @@ class SecretsManagerKeyStore:
             VersionStage="AWSPENDING",
             RemoveFromVersionId=version_id,
         )
+
+
+def _rotation_under_way(described: dict[str, Any]) -> bool:
+    """A version staged AWSPENDING but not AWSCURRENT: a rotation started and not finished."""
+    return any(
+        "AWSPENDING" in stages and CURRENT not in stages
+        for stages in described.get("VersionIdsToStages", {}).values()
+    )
 
 
 def _secret_string(api_key: str) -> str:

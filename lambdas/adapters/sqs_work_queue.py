@@ -1,7 +1,8 @@
-"""The worker's SQS FIFO queue, as the reconciler fills it."""
+"""The worker's SQS FIFO queue, as the webhook, the reconciler and the worker's deferrals fill it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,17 @@ from lambdas.domain.ports import TransientError
 from lambdas.domain.webhook_events import WorkItem
 
 MAX_BATCH = 10  # SendMessageBatch's limit
+
+
+def message_body(item: WorkItem) -> str:
+    """The item as JSON in ASCII only.
+
+    SQS refuses a body with a character outside #x9, #xA, #xD, #x20-#xD7FF, #xE000-#xFFFD and
+    #x10000-#x10FFFF (InvalidMessageContents), and JSON leaves U+FFFE, U+FFFF and lone surrogates
+    unescaped; a user code from an unsigned webhook may hold any of them. Escaped as \\uXXXX, every
+    character survives and the worker reads the same item back.
+    """
+    return json.dumps(item.model_dump(mode="json"), ensure_ascii=True, separators=(",", ":"))
 
 
 class SqsWorkQueue:
@@ -24,7 +36,7 @@ class SqsWorkQueue:
                 Entries=[
                     {
                         "Id": str(index),
-                        "MessageBody": item.model_dump_json(),
+                        "MessageBody": message_body(item),
                         # The webhook's group: a record's sweeps and webhooks are handled in order.
                         "MessageGroupId": item.message_group_id,
                         "MessageDeduplicationId": dedup_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities import parameters
 
+from lambdas.adapters import source_identity
 from lambdas.adapters.dynamodb_state_store import DynamoDBAlertClaims, DynamoDBStateStore
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMKeyGateway
@@ -27,8 +27,6 @@ from lambdas.domain.settings import load_settings
 from lambdas.domain.usage import SpendSync, SpendSyncConfig
 
 SECRET_CACHE_SECONDS = 300
-# SourceIdentity and session names allow ASCII letters, digits and these marks only.
-_SOURCE_IDENTITY_FORBIDDEN = re.compile(r"[^\w+=,.@-]", re.ASCII)
 
 
 def secret_value(secret_id: str) -> str:
@@ -56,8 +54,8 @@ class AuditedClients:
         self._lock = threading.Lock()
 
     def __call__(self, kintone_user: str) -> Any:
-        identity = _SOURCE_IDENTITY_FORBIDDEN.sub("_", kintone_user)[:64]
-        if not self._audit_role_arn or len(identity) < 2:
+        identity = source_identity.encode(kintone_user)
+        if not self._audit_role_arn or not identity:
             return self._default
         with self._lock:
             client, expires_at = self._by_user.get(identity, (None, 0.0))

@@ -20,6 +20,10 @@ class RevisionConflictError(RuntimeError):
     """kintone refused a write because the record changed since it was read (GAIA_CO02)."""
 
 
+class StateConflictError(RevisionConflictError):
+    """The stored state changed since it was read (another actor wrote it): read and decide again."""
+
+
 class RecordRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -64,6 +68,9 @@ class KeyChange(StrEnum):
 
 
 class KeyStatus(StrEnum):
+    # Written before the secret and the key exist: a crash or a give-up that leaves them half-made
+    # still leaves a state that the sweeps and the give-up path find.
+    ISSUING = "ISSUING"
     ISSUED = "ISSUED"
     FAILED = "FAILED"
     REVOKED = "REVOKED"
@@ -97,6 +104,7 @@ class KeyState(BaseModel):
     record_revision: int = 0
     message: str = ""
     updated_at: float = 0.0
+    version: int = 0  # counts the writes; every write is conditional on the version it read
     usage: ShownUsage | None = None  # what the spend sync last wrote to the record
 
 
@@ -144,6 +152,10 @@ class KeyGateway(Protocol):
         """Delete the keys with these aliases; False if there was none."""
         ...
 
+    def delete_key_with_hash(self, key_hash: str) -> bool:
+        """Delete exactly the key with this SHA-256, whatever its alias now; False if it is gone."""
+        ...
+
     def alias_of(self, api_key: str) -> str | None:
         """The alias of the key with this value; None if no such key works."""
         ...
@@ -167,7 +179,8 @@ class KeyStore(Protocol):
 
 class RotationRequester(Protocol):
     def request_rotation(self, ref: RecordRef) -> None:
-        """Start a rotation of the record's key secret; returns before it finishes."""
+        """Start a rotation of the record's key secret (turning rotation on if it is off); returns
+        before it finishes. A rotation already under way counts as started."""
         ...
 
 
@@ -217,15 +230,20 @@ class Retirement(BaseModel):
     ref: RecordRef
     key_alias: str
     due_at: float
+    # The exact key: a later rotation may have given the retiring alias to another key meanwhile.
+    # Empty only for retirements scheduled before it was recorded; those go by alias.
+    key_hash: str = ""
 
 
 class StateStore(Protocol):
     def get(self, ref: RecordRef) -> KeyState | None: ...
 
-    def put(self, state: KeyState) -> None: ...
+    def put(self, state: KeyState, expected: KeyState | None) -> KeyState:
+        """Store `state` only if the stored state is still `expected` (None: there is none), so no
+        actor overwrites what another wrote since it read; returns it as stored (next version).
 
-    def switch_key(self, state: KeyState, previous_key_hash: str) -> bool:
-        """Store `state` only if the stored one is still ISSUED with the previous (or this) key."""
+        Raises StateConflictError when another write came first.
+        """
         ...
 
     def schedule_retirement(self, retirement: Retirement) -> None:

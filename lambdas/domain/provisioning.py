@@ -40,6 +40,7 @@ from lambdas.domain.ports import (
     RevisionConflictError,
     RotationRequester,
     SecretLabels,
+    StateConflictError,
     StateStore,
     TransientError,
 )
@@ -137,10 +138,16 @@ class KeyProvisioner:
         raise TransientError(f"record {ref.app_id}:{ref.record_id} kept changing during write-back")
 
     def report_gave_up(self, item: WorkItem, attempts: int, reason: str) -> None:
-        """After the last retry of a transient fault, say so on the record (best effort)."""
+        """After the last retry of a transient fault, clean up what a failed issuance left and say so
+        on the record. A key the state records as issued is never touched: the record still shows it
+        and the fault hit a later change. When kintone is what fails, this raises before changing
+        anything, and the ISSUING state leads the next full sweep to the record (or, if it is gone,
+        to the revoke of what was made)."""
         ref = RecordRef(app_id=item.app_id, record_id=item.record_id)
+        state = self._state_store.get(ref)
         raw = self._records.get_record(ref)
         if raw is None:
+            self._record_gone(ref, state)
             return
         request = key_request_from_record(ref.app_id, raw, self._config.field_codes)
         if request.status == RecordStatus.ISSUED:
@@ -156,14 +163,30 @@ class KeyProvisioner:
             self._write_if_changed(request, status=RecordStatus(request.status), message=text)
             return
         text = messages.render("gave_up", language, attempts=attempts, reason=reason)
-        self._write_if_changed(request, status=RecordStatus.FAILED, message=text)
-        # No half-issued key may outlive the failure: what got created goes (best effort, as the
-        # fault may persist; a later save creates everything anew).
+        if state is not None and state.status == KeyStatus.ISSUED:
+            self._write_if_changed(request, status=RecordStatus.FAILED, message=text)
+            return
+        # No half-issued key may outlive the failure. Cleaned before the record is told, so a
+        # failing kintone cannot stop it; a failing cleanup raises and the ISSUING state stays.
         alias = self.key_alias(ref)
-        with contextlib.suppress(Exception):
-            self._gateway.delete_keys([alias, pending_alias(alias)])
-        with contextlib.suppress(Exception):
-            self._key_store.schedule_deletion(ref)
+        self._gateway.delete_keys([alias, pending_alias(alias)])
+        self._key_store.schedule_deletion(ref)
+        revision = self._write_if_changed(request, status=RecordStatus.FAILED, message=text)
+        self._state_store.put(
+            KeyState(
+                app_id=ref.app_id,
+                record_id=ref.record_id,
+                status=KeyStatus.FAILED,
+                key_alias=alias,
+                team=request.team,
+                key_name=request.key_name,
+                requested_by=request.requested_by or (state.requested_by if state else ""),
+                record_revision=revision,
+                message=text,
+                updated_at=self._clock(),
+            ),
+            expected=state,
+        )
 
     # -- decisions -------------------------------------------------------------------------------
 
@@ -239,12 +262,32 @@ class KeyProvisioner:
     # -- actions ---------------------------------------------------------------------------------
 
     def _issue(self, request: KeyRequest, state: KeyState | None, models: tuple[str, ...]) -> Result:
+        """Issue a key or bring the issued one to the record's values. Every state write is
+        conditional on the state read, so a rotation's switch in between makes it start over."""
         ref = RecordRef(app_id=request.app_id, record_id=request.record_id)
         policy = self._config.team_catalog.get(request.team)
         assert policy is not None  # noqa: S101 - validated by the caller
         alias = self.key_alias(ref)
         self._gateway.ensure_team(request.team, policy)
         requested_by = request.requested_by or (state.requested_by if state else "")
+        if state is None or state.status != KeyStatus.ISSUED:
+            # The intent comes before the secret and the key: whatever a crash or a give-up leaves
+            # half-made, the sweeps and the give-up path find through it.
+            state = self._state_store.put(
+                KeyState(
+                    app_id=ref.app_id,
+                    record_id=ref.record_id,
+                    status=KeyStatus.ISSUING,
+                    key_alias=alias,
+                    team=request.team,
+                    models=models,
+                    key_name=request.key_name,
+                    requested_by=requested_by,
+                    record_revision=request.revision,
+                    updated_at=self._clock(),
+                ),
+                expected=state,
+            )
         stored = self._key_store.get_or_create(
             ref,
             SecretLabels(
@@ -268,7 +311,7 @@ class KeyProvisioner:
             changes = self._gateway.upsert_key(spec)
 
         language = self._config.language
-        previously_issued = state is not None and state.status == KeyStatus.ISSUED
+        previously_issued = state.status == KeyStatus.ISSUED
         if KeyChange.CREATED in changes or not previously_issued:
             text = messages.render(
                 "issued", language, team=request.team, models=messages.join_names(models, language)
@@ -289,6 +332,8 @@ class KeyProvisioner:
             revision = self._write_if_changed(
                 request, status=RecordStatus.ISSUED, message=text, api_key=stored.api_key
             )
+        # Before the issued state: a retry after a failure here finds the state not yet issued.
+        self._key_store.ensure_rotation(ref)
         self._state_store.put(
             KeyState(
                 app_id=ref.app_id,
@@ -304,9 +349,9 @@ class KeyProvisioner:
                 record_revision=revision,
                 message=text,
                 updated_at=self._clock(),
-            )
+            ),
+            expected=state,
         )
-        self._key_store.ensure_rotation(ref)
         notified = True
         if outcome == Outcome.ISSUED and revision != request.revision:
             notified = self._notify(ref, "comment_issued", requested_by)
@@ -321,11 +366,11 @@ class KeyProvisioner:
         text = messages.render("rotation_requested", self._config.language)
         revision = self._write_if_changed(request, status=RecordStatus.ISSUED, message=text)
         # Our own write's revision is known, so a sweep does not queue the record for it. Stored only
-        # while the key is the one read: a rotation that already switched keys is not undone.
-        self._state_store.switch_key(
-            state.model_copy(update={"record_revision": revision, "message": text}),
-            previous_key_hash=state.key_hash,
-        )
+        # while the state is the one read: a rotation that switched keys meanwhile is not undone.
+        with contextlib.suppress(StateConflictError):
+            self._state_store.put(
+                state.model_copy(update={"record_revision": revision, "message": text}), expected=state
+            )
         return Result(Outcome.ROTATION_REQUESTED, ref, state.team, state.requested_by)
 
     def _describe_changes(self, state: KeyState | None, request: KeyRequest, models: tuple[str, ...]) -> str:
@@ -386,7 +431,8 @@ class KeyProvisioner:
                     record_revision=revision,
                     message=text,
                     updated_at=self._clock(),
-                )
+                ),
+                expected=state,
             )
         return Result(Outcome.REVOKED, ref, state.team if state else "", notified=notified)
 

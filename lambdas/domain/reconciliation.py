@@ -96,10 +96,12 @@ class Reconciler:
         since = None if cursor is None else _minute_floor(cursor.last_run_at) - self._config.lookback_seconds
         report = ReconcileReport(full_sweep=full)
 
-        # Issued states are read before the records: a key issued later cannot look orphaned.
+        # Issued states are read before the records: a key issued later cannot look orphaned. An
+        # issuance under way (or given up half-made) may hold a key too, so it counts as one.
         issued = {
             state.record_id: state
-            for state in self._state_store.states_with_status(self._config.app_id, KeyStatus.ISSUED)
+            for status in (KeyStatus.ISSUED, KeyStatus.ISSUING)
+            for state in self._state_store.states_with_status(self._config.app_id, status)
         }
         listed = self._list(None if full else since)
         report.records_listed = len(listed)
@@ -160,7 +162,11 @@ class Reconciler:
         """Old keys whose grace period after a rotation is over stop working now."""
         due = self._state_store.due_retirements(self._clock())
         for retirement in due:
-            self._gateway.delete_keys([retirement.key_alias])
+            if retirement.key_hash:
+                # The exact key: a rotation since the listing may have given the alias to another.
+                self._gateway.delete_key_with_hash(retirement.key_hash)
+            else:
+                self._gateway.delete_keys([retirement.key_alias])
             self._state_store.clear_retirement(retirement)
         return len(due)
 
@@ -168,6 +174,8 @@ class Reconciler:
 def _needs_work(row: ListedRecord, state: KeyState | None, *, changed: bool) -> bool:
     if row.status in _OPEN_REQUESTS:
         return True
+    if state is not None and state.status == KeyStatus.ISSUING:
+        return True  # an issuance that did not finish: the worker completes it or cleans it up
     holds_key = state is not None and state.status == KeyStatus.ISSUED
     if row.status == RecordStatus.ISSUED and not holds_key:
         return True  # e.g. a bulk write or a lost state: the worker finds out which

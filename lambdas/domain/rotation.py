@@ -28,6 +28,7 @@ from lambdas.domain.ports import (
     RevisionConflictError,
     RotatingKeyStore,
     SecretVersions,
+    StateConflictError,
     StateStore,
     TransientError,
 )
@@ -108,26 +109,16 @@ class KeyRotator:
     def _set(self, secret_id: str, token: str, versions: SecretVersions) -> None:
         state = self._issued_state(versions.ref)
         new_key = self._pending_value(secret_id, token, versions)
-        alias = self._alias(versions.ref)
-        spec = KeySpec(
-            api_key=new_key,
-            alias=pending_alias(alias),
-            team_id=state.team,
-            models=state.models,
-            metadata=key_metadata(versions.ref, state.key_name, state.requested_by, state.secret_id),
-        )
-        self._gateway.upsert_key(spec)
-        # A revoke schedules the secret's deletion before deleting the record's keys. Checking it
-        # after creating ours means one of us always sees the other: no new key outlives a revoke.
-        if self._secrets.versions(secret_id).scheduled_for_deletion:
-            self._gateway.delete_keys([spec.alias])
-            raise RotationRefusedError("the key was revoked during the rotation")
+        self._make_pending_key(secret_id, versions.ref, state, new_key)
 
     def _test(self, secret_id: str, token: str, versions: SecretVersions) -> None:
         state = self._issued_state(versions.ref)
         new_key = self._pending_value(secret_id, token, versions)
-        if not self._gateway.key_works(new_key, state.models[0]):
-            self._gateway.delete_keys([pending_alias(self._alias(versions.ref))])
+        # An edit since setSecret may have moved the team or models: the new key follows it first,
+        # so the test asks for a model the key has.
+        spec = self._make_pending_key(secret_id, versions.ref, state, new_key)
+        if not self._gateway.key_works(new_key, spec.models[0]):
+            self._gateway.delete_keys([spec.alias])
             raise RotationRefusedError("the new key did not work in a test request")
 
     def _finish(self, secret_id: str, token: str, versions: SecretVersions) -> None:
@@ -137,14 +128,17 @@ class KeyRotator:
         switched = CURRENT in versions.stages_by_version.get(token, ())  # a repeat after a crash
         if switched:
             new_key = self._secrets.value_of(secret_id, token) or ""
+            # The state still names the old key unless the crash came after the state's switch.
+            old_key_hash = "" if state.key_hash == key_hash(new_key) else state.key_hash
         else:
             new_key = self._pending_value(secret_id, token, versions)
             current_version = versions.version_with(CURRENT)
             if current_version is None:
                 raise RotationRefusedError("the secret has no current version")
             self._refuse_if_revoked(ref, secret_id, alias)
+            old_key = self._secrets.value_of(secret_id, current_version)
+            old_key_hash = key_hash(old_key) if old_key else state.key_hash
             if self._gateway.alias_of(new_key) != alias:
-                old_key = self._secrets.value_of(secret_id, current_version)
                 if old_key is not None and self._gateway.alias_of(old_key) == alias:
                     # A key still retiring from an earlier rotation goes now: one old key at a time.
                     self._gateway.delete_keys([retiring_alias(alias)])
@@ -155,29 +149,79 @@ class KeyRotator:
             self._refuse_if_revoked(ref, secret_id, alias)
         # The follow-ups repeat harmlessly: each writes what is already there, or nothing.
         now = self._clock()
-        self._state_store.schedule_retirement(
-            Retirement(ref=ref, key_alias=retiring_alias(alias), due_at=now + self._config.grace_seconds)
-        )
+        if old_key_hash:
+            self._state_store.schedule_retirement(
+                Retirement(
+                    ref=ref,
+                    key_alias=retiring_alias(alias),
+                    key_hash=old_key_hash,
+                    due_at=now + self._config.grace_seconds,
+                )
+            )
         grace = messages.duration(self._config.grace_seconds, self._config.language)
         text = messages.render("rotated", self._config.language, grace=grace)
         revision, wrote = self._write_back(ref, RecordStatus.ISSUED, text, api_key=new_key)
-        switched_state = state.model_copy(
-            update={
-                "key_hash": key_hash(new_key),
-                "record_revision": revision or state.record_revision,
-                "message": text,
-                "updated_at": now,
-            }
-        )
-        if not self._state_store.switch_key(switched_state, previous_key_hash=state.key_hash):
-            raise RotationRefusedError("the key was revoked or changed during the rotation")
+        self._switch_state(ref, state.key_hash, new_key, revision, text, now)
         if wrote:
             comment = messages.render("comment_rotated", self._config.language, grace=grace)
             # Best effort, whatever the failure: the record already shows the new key.
             with contextlib.suppress(Exception):
                 self._records.add_comment(ref, comment, state.requested_by)
 
+    def _switch_state(
+        self, ref: RecordRef, old_key_hash: str, new_key: str, revision: int | None, text: str, now: float
+    ) -> None:
+        """Record the new key in the state, written only over the state the key was last made to
+        match: an edit the worker stored meanwhile is carried to the new key, never undone."""
+        new_key_hash = key_hash(new_key)
+        for _ in range(MAX_REVISION_CONFLICTS):
+            state = self._state_store.get(ref)
+            if (
+                state is None
+                or state.status != KeyStatus.ISSUED
+                or state.key_hash not in (old_key_hash, new_key_hash)
+            ):
+                raise RotationRefusedError("the key was revoked or changed during the rotation")
+            self._gateway.upsert_key(self._spec(ref, state, new_key, self._alias(ref)))
+            try:
+                self._state_store.put(
+                    state.model_copy(
+                        update={
+                            "key_hash": new_key_hash,
+                            "record_revision": revision or state.record_revision,
+                            "message": text,
+                            "updated_at": now,
+                        }
+                    ),
+                    expected=state,
+                )
+            except StateConflictError:
+                continue  # the worker stored a change meanwhile: carry it to the new key too
+            return
+        raise TransientError(f"state of record {ref.app_id}:{ref.record_id} kept changing during rotation")
+
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _make_pending_key(self, secret_id: str, ref: RecordRef, state: KeyState, new_key: str) -> KeySpec:
+        """The new key under the pending alias, with the state's team and models."""
+        spec = self._spec(ref, state, new_key, pending_alias(self._alias(ref)))
+        self._gateway.upsert_key(spec)
+        # A revoke schedules the secret's deletion before deleting the record's keys. Checking it
+        # after making ours means one of us always sees the other: no new key outlives a revoke.
+        if self._secrets.versions(secret_id).scheduled_for_deletion:
+            self._gateway.delete_keys([spec.alias])
+            raise RotationRefusedError("the key was revoked during the rotation")
+        return spec
+
+    @staticmethod
+    def _spec(ref: RecordRef, state: KeyState, api_key: str, alias: str) -> KeySpec:
+        return KeySpec(
+            api_key=api_key,
+            alias=alias,
+            team_id=state.team,
+            models=state.models,
+            metadata=key_metadata(ref, state.key_name, state.requested_by, state.secret_id),
+        )
 
     def _refuse_if_revoked(self, ref: RecordRef, secret_id: str, alias: str) -> None:
         """Stop the switch when the record was deleted or asked to be revoked: every key goes."""
@@ -217,9 +261,16 @@ class KeyRotator:
             if raw is None:
                 return None, False  # deleted meanwhile: the worker or the reconciler revokes the key
             request = key_request_from_record(ref.app_id, raw, codes)
-            if request.status not in (RecordStatus.ISSUED, RecordStatus.ROTATE_REQUESTED):
-                return request.revision, False  # revoked or failed meanwhile: the worker decides
-            values = system_field_changes(request, codes, status, text, api_key)
+            if request.status in (RecordStatus.ISSUED, RecordStatus.ROTATE_REQUESTED):
+                values = system_field_changes(request, codes, status, text, api_key)
+            elif request.status in (RecordStatus.REVOKE_REQUESTED, RecordStatus.REVOKED) or not (
+                api_key and request.api_key and request.api_key != api_key
+            ):
+                return request.revision, False  # revoked meanwhile (the worker decides), or nothing shown
+            else:
+                # A Failed record keeps its status and message, which say why, and shows the key that
+                # works now rather than one that stops working after the grace period.
+                values = {codes.api_key: api_key}
             if values is None:
                 return request.revision, False
             try:

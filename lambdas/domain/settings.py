@@ -31,6 +31,9 @@ class FieldCodes(BaseModel):
     status: str = "status"
     api_key: str = "api_key"
     message: str = "message"
+    # USER_SELECT naming who holds the key (a lead registering one for a teammate); a record without
+    # it, or with it empty, belongs to its creator.
+    owner: str = "owner"
     # Usage, written by the spend sync: NUMBER, NUMBER, DATETIME.
     spend: str = "spend"
     max_budget: str = "max_budget"

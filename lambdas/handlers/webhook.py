@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from lambdas.adapters.observability import logger, metrics, tracer
+from lambdas.adapters.sqs_work_queue import message_body
 from lambdas.adapters.wiring import secret_value, sqs_client
 from lambdas.domain.redaction import redact
 from lambdas.domain.settings import load_settings
@@ -91,7 +92,7 @@ def receive_webhook(token: str) -> Response:
     )
     sqs_client().send_message(
         QueueUrl=settings.queue_url,
-        MessageBody=item.model_dump_json(),
+        MessageBody=message_body(item),
         MessageGroupId=item.message_group_id,
         # kintone's notification id makes a retried or replayed delivery a duplicate for SQS.
         MessageDeduplicationId=hashlib.sha256(event.id.encode()).hexdigest(),

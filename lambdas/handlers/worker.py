@@ -23,6 +23,7 @@ from lambdas.domain.webhook_events import WorkItem
 MAX_RECEIVE_COUNT = 5
 # Time one record may need in the worst case: a few calls, each up to HTTP_TIMEOUT_SECONDS.
 TIME_RESERVE_MS = 15_000
+UNSIGNED_WEBHOOK = "unsigned kintone webhook, not verified"
 
 # A FIFO batch holds several message groups (records); one record's failure must not hold back others.
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
@@ -73,8 +74,17 @@ def converge_record(record: SQSRecord, lambda_context: LambdaContext | None = No
             "team": result.team,
             "requested_by": result.requested_by,
             "receive_count": receive_count,
+            **_reported_actor(item),
         },
     )
+
+
+def _reported_actor(item: WorkItem) -> dict[str, dict[str, str]]:
+    """Who the DELETE webhook says deleted the record: kept for auditors, marked as unverified
+    (webhooks are unsigned, and the record is gone, so nothing can confirm it)."""
+    if not item.reported_actor:
+        return {}
+    return {"reported_deleted_by": {"user": item.reported_actor, "source": UNSIGNED_WEBHOOK}}
 
 
 def _ensure_time_left(lambda_context: LambdaContext | None) -> None:

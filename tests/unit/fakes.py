@@ -7,7 +7,8 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from lambdas.domain.key_request import key_hash
+from lambdas.adapters.litellm_keys import LiteLLMError
+from lambdas.domain import key_request
 from lambdas.domain.ports import (
     KeyChange,
     KeySpec,
@@ -23,6 +24,7 @@ from lambdas.domain.ports import (
     SecretLabels,
     SecretVersions,
     ShownUsage,
+    StateConflictError,
     StoredKey,
 )
 from lambdas.domain.teams import TeamPolicy
@@ -181,7 +183,7 @@ class FakeGateway:
         self._crashes = crashes
 
     def ensure_team(self, team_id: str, policy: TeamPolicy) -> None:
-        self.teams.setdefault(team_id, policy)
+        self.teams[team_id] = policy  # created, or brought up to the catalog's policy
 
     def create_key(self, spec: KeySpec) -> None:
         self._crashes.hit("before_litellm")
@@ -192,10 +194,13 @@ class FakeGateway:
 
     def upsert_key(self, spec: KeySpec) -> list[KeyChange]:
         self._crashes.hit("before_litellm")
-        existing = self.keys.get(spec.alias)
-        if existing is None or existing.api_key != spec.api_key:
+        holder = self.alias_of(spec.api_key)
+        if holder is None:
             self.create_key(spec)
             return [KeyChange.CREATED]
+        if holder != spec.alias:
+            raise LiteLLMError(409, "alias_mismatch", "key_alias", "the stored key carries another alias")
+        existing = self.keys[spec.alias]
         changes = []
         if existing.team_id != spec.team_id:
             changes.append(KeyChange.TEAM)
@@ -210,17 +215,27 @@ class FakeGateway:
     def delete_keys(self, aliases: Sequence[str]) -> bool:
         return bool([alias for alias in aliases if self.keys.pop(alias, None) is not None])
 
+    def delete_key_with_hash(self, key_hash: str) -> bool:
+        for alias, spec in self.keys.items():
+            if key_request.key_hash(spec.api_key) == key_hash:
+                return self.keys.pop(alias) is not None
+        return False
+
     def alias_of(self, api_key: str) -> str | None:
         return next((alias for alias, spec in self.keys.items() if spec.api_key == api_key), None)
 
     def alias_of_hash(self, token: str) -> str | None:
-        return next((alias for alias, spec in self.keys.items() if key_hash(spec.api_key) == token), None)
+        return next(
+            (alias for alias, spec in self.keys.items() if key_request.key_hash(spec.api_key) == token), None
+        )
 
     def rename_key(self, api_key: str, alias: str) -> None:
         self._crashes.hit("before_rename")
         old_alias = self.alias_of(api_key)
-        assert old_alias is not None, "no such key"
-        assert alias not in self.keys, "LiteLLM refuses a duplicate alias"
+        if old_alias is None:
+            raise LiteLLMError(404, "not_found", "key", "no such key")
+        if alias in self.keys and old_alias != alias:
+            raise LiteLLMError(400, "bad_request_error", "key_alias", "the alias is taken")
         self.keys[alias] = self.keys.pop(old_alias).model_copy(update={"alias": alias})
 
     def key_works(self, api_key: str, model: str) -> bool:
@@ -235,7 +250,7 @@ class FakeGateway:
                 max_budget, reset_at = self.budget.get(alias, (None, None))
                 yield KeyUsage(
                     key_alias=alias,
-                    key_hash=key_hash(spec.api_key),
+                    key_hash=key_request.key_hash(spec.api_key),
                     spend=self.spend.get(alias, 0.0),
                     max_budget=max_budget,
                     budget_reset_at=reset_at,
@@ -283,6 +298,7 @@ class FakeKeyStore:
             self.scheduled_for_deletion.add(name)
 
     def request_rotation(self, ref: RecordRef) -> None:
+        self.rotation_scheduled.add(f"keys/app-{ref.app_id}/record-{ref.record_id}")  # turned on if off
         self.rotation_requests.append(ref)
 
     def versions(self, secret_id: str) -> SecretVersions:
@@ -329,17 +345,13 @@ class FakeStateStore:
     def get(self, ref: RecordRef) -> KeyState | None:
         return self.states.get((ref.app_id, ref.record_id))
 
-    def put(self, state: KeyState) -> None:
-        self.states[(state.app_id, state.record_id)] = state
-
-    def switch_key(self, state: KeyState, previous_key_hash: str) -> bool:
+    def put(self, state: KeyState, expected: KeyState | None) -> KeyState:
         stored = self.get(RecordRef(app_id=state.app_id, record_id=state.record_id))
-        if stored is None or stored.status != KeyStatus.ISSUED:
-            return False
-        if stored.key_hash not in (previous_key_hash, state.key_hash):
-            return False
-        self.put(state)
-        return True
+        if (stored.version if stored else None) != (expected.version if expected else None):
+            raise StateConflictError(f"state of record {state.app_id}:{state.record_id} changed meanwhile")
+        written = state.model_copy(update={"version": (expected.version if expected else 0) + 1})
+        self.states[(state.app_id, state.record_id)] = written
+        return written
 
     def states_with_status(self, app_id: str, status: KeyStatus) -> list[KeyState]:
         return [state for state in self.states.values() if state.app_id == app_id and state.status == status]
@@ -351,7 +363,8 @@ class FakeStateStore:
         update: dict[str, Any] = {"usage": usage}
         if stored.record_revision == revision - 1:
             update["record_revision"] = revision
-        self.put(stored.model_copy(update=update))
+        # An update of two attributes, like the real one: the version is left alone.
+        self.states[(state.app_id, state.record_id)] = stored.model_copy(update=update)
 
     def get_cursor(self, app_id: str) -> ReconcilerCursor | None:
         return self.cursors.get(app_id)

@@ -11,7 +11,7 @@ from lambdas.adapters.kintone_records import KintoneError, KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMError, LiteLLMKeyGateway
 from lambdas.domain.key_request import key_hash
 from lambdas.domain.ports import KeyChange, KeySpec, RecordRef, RevisionConflictError, TransientError
-from lambdas.domain.teams import TeamPolicy
+from lambdas.domain.teams import TeamMembers, TeamPolicy
 
 REF = RecordRef(app_id="1", record_id="5")
 API_KEY = "sk-test-abcdefghijklmnopqrstuvwxyz"
@@ -100,10 +100,12 @@ def test_other_refusals_are_permanent_with_kintone_code() -> None:
 
 # -- LiteLLM ---------------------------------------------------------------------------------------
 
+PLATFORM_MEMBERS = TeamMembers.model_validate({"organizations": [{"code": "platform"}]})
+
 
 def test_ensure_team_creates_a_missing_team_once() -> None:
     gateway, requests = litellm(httpx.Response(200, json={"team_id": "platform"}))
-    policy = TeamPolicy(models=("fake-gpt",), max_budget=10.0)
+    policy = TeamPolicy(models=("fake-gpt",), members=PLATFORM_MEMBERS, max_budget=10.0)
     gateway.ensure_team("platform", policy)
     gateway.ensure_team("platform", policy)  # cached: no more requests
     assert [request.url.path for request in requests] == ["/team/new"]
@@ -115,18 +117,48 @@ def test_ensure_team_creates_a_missing_team_once() -> None:
     }
 
 
-def test_ensure_team_accepts_a_team_that_exists() -> None:
+def team_exists() -> httpx.Response:
+    message = "{'error': 'Team id = platform already exists.'}"
+    return litellm_error(400, "internal_server_error", None, message)
+
+
+def listed_team(**fields) -> httpx.Response:
+    team = {"team_id": "platform", "models": ["fake-gpt"], "max_budget": None, "budget_duration": None}
+    return httpx.Response(200, json={"teams": [team | fields], "total": 1, "page": 1})
+
+
+def test_ensure_team_accepts_a_team_that_exists_and_matches_the_catalog() -> None:
+    gateway, requests = litellm(team_exists(), listed_team(models=["fake-gpt"]))
+    gateway.ensure_team("platform", TeamPolicy(models=("fake-gpt",), members=PLATFORM_MEMBERS))
+    assert [request.url.path for request in requests] == ["/team/new", "/v2/team/list"]
+
+
+def test_a_changed_catalog_reaches_an_existing_team_with_only_what_differs() -> None:
     gateway, requests = litellm(
-        litellm_error(400, "internal_server_error", None, "{'error': 'Team id = platform already exists.'}")
+        team_exists(),
+        listed_team(models=["fake-gpt"], max_budget=100.0, budget_duration="30d", rpm_limit=60),
+        httpx.Response(200, json={"team_id": "platform"}),
     )
-    gateway.ensure_team("platform", TeamPolicy(models=("fake-gpt",)))
-    assert len(requests) == 1
+    policy = TeamPolicy(
+        models=("fake-gpt", "other-model"), max_budget=250.0, budget_duration="30d", members=PLATFORM_MEMBERS
+    )
+    gateway.ensure_team("platform", policy)
+    gateway.ensure_team("platform", policy)  # cached: no more requests
+
+    assert [request.url.path for request in requests] == ["/team/new", "/v2/team/list", "/team/update"]
+    # The unchanged budget_duration is left out: sent again, it would restart the budget period.
+    assert json.loads(requests[2].content) == {
+        "team_id": "platform",
+        "models": ["fake-gpt", "other-model"],
+        "max_budget": 250.0,
+        "rpm_limit": None,  # the catalog dropped the limit: null unsets it
+    }
 
 
 def test_ensure_team_reports_other_refusals() -> None:
     gateway, _ = litellm(litellm_error(400, "bad_request_error", "models", "unknown model"))
     with pytest.raises(LiteLLMError, match="unknown model"):
-        gateway.ensure_team("platform", TeamPolicy(models=("nope",)))
+        gateway.ensure_team("platform", TeamPolicy(models=("nope",), members=PLATFORM_MEMBERS))
 
 
 def test_create_key_removes_an_orphan_holding_the_alias() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lambdas.domain.ports import KeyStatus, RecordRef
 from lambdas.domain.provisioning import Outcome
 from tests.unit.fakes import kintone_record
-from tests.unit.test_rotation import APP, World
+from tests.unit.world import APP, World
 
 
 def saved_without_webhook(world: World, count: int, start: int = 1) -> list[RecordRef]:

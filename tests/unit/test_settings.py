@@ -29,6 +29,7 @@ def test_valid_environment_gives_settings_with_defaults() -> None:
     assert settings.message_language == "ja"
     assert settings.field_codes.api_key == "api_key"
     assert settings.team_catalog.names() == ["platform", "research"]
+    assert settings.field_codes.owner == "owner"
 
 
 def test_field_codes_are_configurable() -> None:
@@ -43,8 +44,28 @@ def test_field_codes_are_configurable() -> None:
         ({"KINTONE_APP_ID": "abc"}, "KINTONE_APP_ID is invalid"),
         ({"TEAM_CATALOG": "{"}, "TEAM_CATALOG is not valid JSON"),
         ({"TEAM_CATALOG": "{}"}, "TEAM_CATALOG is invalid"),
-        ({"TEAM_CATALOG": '{"bad name!": {"models": ["m"]}}'}, "TEAM_CATALOG is invalid"),
+        (
+            {"TEAM_CATALOG": '{"bad name!": {"models": ["m"], "members": {"groups": ["g"]}}}'},
+            "TEAM_CATALOG is invalid",
+        ),
         ({"TEAM_CATALOG": '{"t": {"models": []}}'}, "TEAM_CATALOG[t.models] is invalid"),
+        ({"TEAM_CATALOG": '{"t": {"models": ["m"]}}'}, "TEAM_CATALOG[t.members] is missing"),
+        (
+            {"TEAM_CATALOG": '{"t": {"models": ["m"], "members": {}}}'},
+            "TEAM_CATALOG[t.members] is invalid: Value error, name at least one organization or group",
+        ),
+        (
+            {"TEAM_CATALOG": '{"t": {"models": ["m"], "members": {"organizations": [{"code": ""}]}}}'},
+            "TEAM_CATALOG[t.members.organizations.0.code] is invalid",
+        ),
+        (
+            {"TEAM_CATALOG": '{"t": {"models": ["m"], "members": {"groups": ["a b"]}}}'},
+            "TEAM_CATALOG[t.members.groups] is invalid: Value error, group code 'a b'",
+        ),
+        (
+            {"TEAM_CATALOG": '{"t": {"models": ["m"], "members": {"orgs": ["x"]}}}'},
+            "TEAM_CATALOG[t.members.orgs] is invalid",
+        ),
         ({"FIELD_CODES": '{"nope": "x"}'}, "FIELD_CODES[nope] is invalid"),
         ({"MESSAGE_LANGUAGE": "fr"}, "MESSAGE_LANGUAGE is invalid"),
         ({"KEY_SECRET_PREFIX": "no-slash"}, "KEY_SECRET_PREFIX is invalid"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 import pytest
@@ -35,14 +36,20 @@ class ShortOnTime(FakeLambdaContext):
         return 2_000
 
 
-def sqs_event(*record_ids: str, receive_count: int = 1) -> dict:
+def sqs_event(*record_ids: str, receive_count: int = 1, **item: str) -> dict:
     return {
         "Records": [
             {
                 "messageId": f"m-{record_id}",
                 "receiptHandle": f"r-{record_id}",
                 "body": json.dumps(
-                    {"app_id": "1", "record_id": record_id, "trigger": "ADD_RECORD", "received_at": 0.0}
+                    {
+                        "app_id": "1",
+                        "record_id": record_id,
+                        "trigger": "ADD_RECORD",
+                        "received_at": 0.0,
+                        **item,
+                    }
                 ),
                 "attributes": {
                     "ApproximateReceiveCount": str(receive_count),
@@ -95,3 +102,20 @@ def test_records_are_left_for_later_when_the_invocation_is_nearly_out_of_time(
     response = worker.handler(sqs_event("1", "2"), ShortOnTime("worker"))
     assert {failure["itemIdentifier"] for failure in response["batchItemFailures"]} == {"m-1", "m-2"}
     assert provisioner.converged == []
+
+
+def test_the_user_a_delete_webhook_names_is_logged_as_unverified(provisioner: RecordingProvisioner) -> None:
+    lines: list[logging.LogRecord] = []
+    capture = logging.Handler()
+    capture.emit = lines.append  # type: ignore[method-assign]
+    worker.logger.addHandler(capture)
+    try:
+        event = sqs_event("7", trigger="DELETE_RECORD", reported_actor="hanako")
+        assert worker.handler(event, FakeLambdaContext("worker")) == {"batchItemFailures": []}
+    finally:
+        worker.logger.removeHandler(capture)
+    [converged] = [line for line in lines if line.getMessage() == "record converged"]
+    assert converged.reported_deleted_by == {
+        "user": "hanako",
+        "source": "unsigned kintone webhook, not verified",
+    }

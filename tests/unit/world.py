@@ -1,0 +1,98 @@
+"""Every domain service on the same in-memory fakes, with a clock the test moves."""
+
+from __future__ import annotations
+
+from lambdas.domain.ports import RecordRef
+from lambdas.domain.provisioning import KeyProvisioner, Outcome, ProvisioningConfig
+from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
+from lambdas.domain.rotation import KeyRotator, RotationConfig, RotationStep
+from lambdas.domain.settings import FieldCodes
+from lambdas.domain.teams import LOCAL_TEAM_CATALOG, TeamCatalog
+from lambdas.domain.webhook_events import WorkItem
+from tests.unit.fakes import (
+    CrashPoints,
+    FakeGateway,
+    FakeKeyStore,
+    FakeQueue,
+    FakeRecords,
+    FakeStateStore,
+    kintone_record,
+)
+
+APP = "7"
+GRACE = 3600
+STEPS = list(RotationStep)
+
+
+class World:
+    """Every domain service on the same fakes, with a clock the test moves."""
+
+    def __init__(self, *, max_revoke_share: float = 0.2, mass_revoke_floor: int = 2) -> None:
+        self.now = 1_700_000_000.0
+        self.crashes = CrashPoints()
+        self.records = FakeRecords(self.crashes)
+        self.gateway = FakeGateway(self.crashes)
+        self.key_store = FakeKeyStore(self.crashes)
+        self.state_store = FakeStateStore()
+        self.queue = FakeQueue()
+        codes = FieldCodes()
+        self.provisioner = KeyProvisioner(
+            ProvisioningConfig(
+                team_catalog=TeamCatalog.model_validate(LOCAL_TEAM_CATALOG),
+                field_codes=codes,
+                language="en",
+                key_alias_prefix="kintone",
+                kintone_base_url="https://example.cybozu.com",
+            ),
+            self.records,
+            self.gateway,
+            self.key_store,
+            self.state_store,
+            clock=lambda: self.now,
+            rotations=self.key_store,
+        )
+        self.rotator = KeyRotator(
+            RotationConfig(field_codes=codes, language="en", key_alias_prefix="kintone", grace_seconds=GRACE),
+            self.key_store,
+            self.gateway,
+            self.records,
+            self.state_store,
+            clock=lambda: self.now,
+        )
+        self.reconciler = Reconciler(
+            ReconcilerConfig(
+                app_id=APP,
+                field_codes=codes,
+                lookback_seconds=60,
+                full_sweep_seconds=600,
+                max_revoke_share=max_revoke_share,
+                mass_revoke_floor=mass_revoke_floor,
+            ),
+            self.records,
+            self.state_store,
+            self.queue,
+            self.gateway,
+            clock=lambda: self.now,
+        )
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.records.now = self.now
+
+    def converge(self, ref: RecordRef, trigger: str = "UPDATE_RECORD"):
+        item = WorkItem(app_id=ref.app_id, record_id=ref.record_id, trigger=trigger, received_at=0.0)
+        return self.provisioner.converge(item)
+
+    def drain(self) -> list[Outcome]:
+        """The worker handling everything queued so far."""
+        return [self.provisioner.converge(item).outcome for item in self.queue.take()]
+
+    def issued(self, record_id: str = "1") -> RecordRef:
+        ref = self.records.add(APP, kintone_record(record_id))
+        assert self.converge(ref, "ADD_RECORD").outcome == Outcome.ISSUED
+        return ref
+
+    def rotate(self, ref: RecordRef, steps: list[RotationStep] = STEPS) -> None:
+        secret_id = f"keys/app-{ref.app_id}/record-{ref.record_id}"
+        for step in steps:
+            self.rotator.run(secret_id, "request-token-1", step)
