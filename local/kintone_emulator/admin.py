@@ -58,6 +58,13 @@ class AdminApi:
                 emulator.release_delayed_requests
             ),
             ("POST", "/_emulator/reset"): lambda _query, _body: _done(emulator.reset),
+            ("GET", "/_emulator/requests"): lambda query, _body: Response(
+                200,
+                {
+                    "app": query.get("app", ""),
+                    "count": emulator.request_counter.count(query.get("app", ""), query.get("day")),
+                },
+            ),
         }
 
     def handle(self, method: str, path: str, query: str, body: bytes) -> Response:

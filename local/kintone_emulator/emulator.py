@@ -21,6 +21,7 @@ from .params import (
 )
 from .permissions import Access
 from .records import DELETE_KEY_STYLES, RecordCondition, RecordMatch, RecordStore
+from .request_count import RequestCounter
 from .rest_api import RecordApi
 from .schema import DEFAULT_SCHEMA, AppSchema
 from .server import EmulatorHTTPServer, Response, url_host
@@ -46,7 +47,9 @@ class KintoneEmulator:
     ``GET /_emulator/records/wait?app=&id=&field=&nonempty=true&equals=&revision_gt=&timeout=``;
     ``GET /_emulator/webhooks``, ``GET /_emulator/webhooks/wait?count=&timeout=``;
     ``POST /_emulator/faults {path_prefix, method?, status?, code?, message?, count?, delay_seconds?}``,
-    ``POST /_emulator/faults/release``, ``DELETE /_emulator/faults``; ``POST /_emulator/reset``.
+    ``POST /_emulator/faults/release``, ``DELETE /_emulator/faults``; ``POST /_emulator/reset``;
+    ``GET /_emulator/requests?app=&day=YYYY-MM-DD`` (REST requests naming the app in a kintone day,
+    which starts at 9:00 JST; today by default).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class KintoneEmulator:
         )
         self._faults = FaultInjector()
         self._gate = ConcurrencyGate(max_concurrent_requests)
+        self.request_counter = RequestCounter()
         self._server: EmulatorHTTPServer | None = None
         self._server_thread: threading.Thread | None = None
         self._base_url: str | None = None
@@ -237,6 +241,7 @@ class KintoneEmulator:
         self._store.reset()
         self._dispatcher.reset()
         self._faults.clear()
+        self.request_counter.reset()
 
     def wait_for_in_flight(self, count: int, timeout: float = DEFAULT_WAIT_SECONDS) -> bool:
         """Whether ``count`` REST requests were being served at once within ``timeout``."""
@@ -260,6 +265,7 @@ class KintoneEmulator:
     def _handle_kintone(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> Response:
+        self._count_request(query, body)
         running = self._gate.try_enter()
         if running is None:
             response = error_response(
@@ -274,6 +280,15 @@ class KintoneEmulator:
         response.headers["X-ConcurrencyLimit-Limit"] = str(self._gate.limit)
         response.headers["X-ConcurrencyLimit-Running"] = str(running)
         return response
+
+    def _count_request(self, query: str, body: bytes) -> None:
+        """Every request naming an app counts, refused or failed ones too, as it does for kintone."""
+        try:
+            app = request_params(query, body).get("app")
+        except KintoneError:  # a malformed body names no app it could be counted against
+            return
+        if isinstance(app, (str, int)) and not isinstance(app, bool):
+            self.request_counter.record(str(app))
 
     def _serve(
         self,

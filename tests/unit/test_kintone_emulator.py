@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import datetime as dt
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import httpx
 import pytest
 
 from local.kintone_emulator import KintoneEmulator, RecordCondition
+from local.kintone_emulator.request_count import kintone_day
 
 TOKEN = "token-for-app-1"
 OTHER_TOKEN = "second-token-for-app-1"
@@ -870,3 +872,26 @@ def test_the_command_line_prints_the_base_url_and_writes_the_ready_file(
     assert health.json()["status"] == "ok"
     assert records.json() == {"records": [], "totalCount": None}
     assert exit_code == 0
+
+
+def test_every_rest_request_naming_an_app_counts_against_its_day_refused_ones_too(
+    api: httpx.Client, admin: httpx.Client
+) -> None:
+    api.post("/k/v1/record.json", json={"app": "1", "record": fields(key_name="a", team="platform")})
+    api.get("/k/v1/records.json", params={"app": "1"})
+    api.get("/k/v1/record.json", params={"app": "1", "id": "999"})  # 404, still a request
+    api.get("/k/v1/records.json", params={"app": "2"})  # another app's budget
+    admin.get("/k/v1/records.json", params={"app": "1"})  # no token: refused, still counted
+    admin.post("/_emulator/records/save", json={"app": "1", "record": fields(key_name="b", team="x")})
+
+    counted = admin.get("/_emulator/requests", params={"app": "1"}).json()
+    other = admin.get("/_emulator/requests", params={"app": "2"}).json()
+    yesterday = admin.get("/_emulator/requests", params={"app": "1", "day": "2000-01-01"}).json()
+
+    assert (counted["count"], other["count"], yesterday["count"]) == (4, 1, 0)
+
+
+def test_kintones_day_starts_at_nine_in_tokyo() -> None:
+    nine_jst = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=9))).timestamp()
+    assert kintone_day(nine_jst - 1) == "2026-11-30"
+    assert kintone_day(nine_jst) == "2026-12-01"
