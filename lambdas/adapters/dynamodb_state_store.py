@@ -235,3 +235,33 @@ class DynamoDBAlertClaims:
             self._table.delete_item(Key={"pk": f"alert#{alert_id}"})
         except ClientError as error:
             raise _transient_or_same(error) from None
+
+
+class DynamoDBRequestTally:
+    """Each app's kintone requests per day, one item per app and day, added to atomically."""
+
+    KEEP_SECONDS = 3 * 86_400
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def add(self, app_id: str, day: str, count: int) -> int:
+        try:
+            updated = self._table.update_item(
+                Key={"pk": f"kintone-requests#app#{app_id}#day#{day}"},
+                UpdateExpression="ADD requests :count SET expires_at = if_not_exists(expires_at, :expires)",
+                ExpressionAttributeValues={":count": count, ":expires": int(time.time()) + self.KEEP_SECONDS},
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as error:
+            raise _transient_or_same(error) from None
+        return int(updated["Attributes"]["requests"])
+
+    def total(self, app_id: str, day: str) -> int:
+        try:
+            item = self._table.get_item(
+                Key={"pk": f"kintone-requests#app#{app_id}#day#{day}"}, ConsistentRead=True
+            ).get("Item")
+        except ClientError as error:
+            raise _transient_or_same(error) from None
+        return int(item["requests"]) if item else 0

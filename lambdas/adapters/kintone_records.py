@@ -20,6 +20,7 @@ from lambdas.domain.ports import (
     TransientError,
 )
 from lambdas.domain.redaction import redact
+from lambdas.domain.request_budget import RequestMeter
 
 
 class KintoneError(RuntimeError):
@@ -37,8 +38,14 @@ REVISION_CONFLICT = "GAIA_CO02"
 
 class KintoneRecords:
     def __init__(
-        self, base_url: str, api_token: str, timeout_seconds: float, client: httpx.Client | None = None
+        self,
+        base_url: str,
+        api_token: str,
+        timeout_seconds: float,
+        client: httpx.Client | None = None,
+        meter: RequestMeter | None = None,
     ):
+        self._meter = meter
         self._client = client or httpx.Client(
             base_url=base_url,
             timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds)),
@@ -110,6 +117,9 @@ class KintoneRecords:
         self._raise_for_status(response)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self._meter is not None:  # counted before it is sent: a failed request counts too
+            app = (kwargs.get("params") or kwargs.get("json") or {}).get("app")
+            self._meter.record(str(app))
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.TransportError as error:  # timeouts, refused and reset connections

@@ -12,7 +12,11 @@ import boto3
 from aws_lambda_powertools.utilities import parameters
 
 from lambdas.adapters import source_identity
-from lambdas.adapters.dynamodb_state_store import DynamoDBAlertClaims, DynamoDBStateStore
+from lambdas.adapters.dynamodb_state_store import (
+    DynamoDBAlertClaims,
+    DynamoDBRequestTally,
+    DynamoDBStateStore,
+)
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMKeyGateway
 from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
@@ -22,6 +26,7 @@ from lambdas.domain.ports import RotationRequester
 from lambdas.domain.provisioning import KeyProvisioner, ProvisioningConfig
 from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
 from lambdas.domain.redaction import register_secret
+from lambdas.domain.request_budget import RequestMeter
 from lambdas.domain.rotation import KeyRotator, RotationConfig
 from lambdas.domain.settings import load_settings
 from lambdas.domain.usage import SpendSync, SpendSyncConfig
@@ -112,6 +117,10 @@ def rotation_requester() -> RotationRequester:
     return _local_rotation_requester or key_store()
 
 
+# Every kintone request of this process, until an invocation's end adds them to the daily tally.
+REQUEST_METER = RequestMeter()
+
+
 @cache
 def kintone_records() -> KintoneRecords:
     settings = load_settings()
@@ -119,7 +128,13 @@ def kintone_records() -> KintoneRecords:
         settings.kintone_base_url,
         secret_value(settings.kintone_api_token_secret_id),
         settings.http_timeout_seconds,
+        meter=REQUEST_METER,
     )
+
+
+@cache
+def request_tally() -> DynamoDBRequestTally:
+    return DynamoDBRequestTally(boto3.resource("dynamodb").Table(load_settings().state_table_name))
 
 
 @cache
@@ -243,6 +258,7 @@ def reset_caches() -> None:
         reconciler,
         spend_sync,
         budget_alerts,
+        request_tally,
         sqs_client,
         load_settings,
     ):

@@ -75,7 +75,7 @@ class Settings(BaseModel):
     # Reconciler: how far before its last run it looks again (kintone times are to the minute),
     # how often it lists every record, and when it refuses to revoke at once.
     reconcile_lookback_seconds: int = Field(default=120, ge=60, le=86_400)
-    reconcile_full_sweep_seconds: int = Field(default=900, ge=0, le=86_400)
+    reconcile_full_sweep_seconds: int = Field(default=3600, ge=0, le=86_400)
     max_revoke_share: float = Field(default=0.2, gt=0, le=1)
     mass_revoke_floor: int = Field(default=5, ge=0)
 

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from lambdas.adapters.observability import logger, metrics, tracer
+from lambdas.adapters.request_metrics import counts_kintone_requests
 from lambdas.adapters.wiring import budget_alerts, secret_value
 from lambdas.domain.alerts import AlertOutcome, BudgetAlert
 from lambdas.domain.redaction import redact
@@ -67,5 +68,6 @@ def receive_alert(token: str) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
+@counts_kintone_requests
 def handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)

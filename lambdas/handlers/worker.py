@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.adapters.observability import logger, metrics, tracer
+from lambdas.adapters.request_metrics import counts_kintone_requests
 from lambdas.adapters.wiring import provisioner
 from lambdas.domain.provisioning import Outcome
 from lambdas.domain.redaction import redact
@@ -104,6 +105,7 @@ def _tell_the_record(item: WorkItem, reason: str) -> None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
+@counts_kintone_requests
 def handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(
         event=event, record_handler=converge_record, processor=processor, context=context

@@ -90,19 +90,23 @@ class TableAccess:
         return bool({"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"} & set(self.table))
 
 
+# Every function that calls kintone adds its requests to the app's daily tally (an UpdateItem).
 # get / put of the record's state.
-WORKER_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem"))
+WORKER_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"))
 # get / put of the state, and schedule_retirement (a put).
-ROTATOR_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem"))
+ROTATOR_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"))
 # get / get_cursor, put_cursor, clear_retirement (a conditional delete); states_with_status and
 # due_retirements query the status index.
 RECONCILER_TABLE = TableAccess(
-    table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"), status_index=("dynamodb:Query",)
+    table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"),
+    status_index=("dynamodb:Query",),
 )
 # states_with_status queries the status index; mark_usage_shown updates (conditionally).
 SPEND_SYNC_TABLE = TableAccess(table=("dynamodb:UpdateItem",), status_index=("dynamodb:Query",))
 # get of the record's state; claim (conditional put) and release (delete) of an alert.
-ALERTS_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"))
+ALERTS_TABLE = TableAccess(
+    table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem")
+)
 # What Lambda needs to attach a function to the VPC. EC2 offers no resource-level scoping for
 # the Describe calls, and Lambda checks these on the role before it creates the function.
 _VPC_ACCESS_ACTIONS = (

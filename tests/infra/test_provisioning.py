@@ -27,6 +27,11 @@ def function(synthesized: Synthesized, name: str) -> dict[str, Any]:
     return synthesized.resources("provisioning", "AWS::Lambda::Function")[logical_id]
 
 
+def rate(minutes: int) -> str:
+    """EventBridge's rate expression: the unit is singular for 1."""
+    return f"rate({minutes} {'minute' if minutes == 1 else 'minutes'})"
+
+
 def construct_name(function_name: str) -> str:
     return "".join(part.title() for part in function_name.split("_"))
 
@@ -358,18 +363,23 @@ def state_store_calls() -> set[str]:
 
 # What each function's code calls on the state table (table) and its status index (index).
 TABLE_CALLS = {
-    "WorkerRole": ({"dynamodb:GetItem", "dynamodb:PutItem"}, set()),  # get, put
-    "RotatorRole": ({"dynamodb:GetItem", "dynamodb:PutItem"}, set()),  # get, put, schedule_retirement
+    # Every function calling kintone adds its requests to the daily tally (update_item).
+    "WorkerRole": ({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}, set()),  # get, put
+    # get, put, schedule_retirement
+    "RotatorRole": ({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}, set()),
     # get, get_cursor, put_cursor, clear_retirement; states_with_status and due_retirements query.
     "ReconcilerRole": (
-        {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"},
+        {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"},
         {"dynamodb:Query"},
     ),
     "WebhookRole": (set(), set()),
     # states_with_status queries; mark_usage_shown updates.
     "SpendSyncRole": ({"dynamodb:UpdateItem"}, {"dynamodb:Query"}),
     # get (the state); claim (conditional put) and release (delete) of an alert.
-    "AlertsRole": ({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}, set()),
+    "AlertsRole": (
+        {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"},
+        set(),
+    ),
 }
 
 
@@ -531,7 +541,7 @@ def test_reconciler_runs_on_a_schedule(environment: Synthesized) -> None:
     environment.template("provisioning").has_resource_properties(
         "AWS::Events::Rule",
         {
-            "ScheduleExpression": f"rate({environment.settings.reconcile_every_minutes} minutes)",
+            "ScheduleExpression": rate(environment.settings.reconcile_every_minutes),
             "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [reconciler, "Arn"]}})],
         },
     )
@@ -546,7 +556,7 @@ def test_spend_sync_runs_on_a_schedule_and_may_only_read_its_secrets_and_update_
     environment.template("provisioning").has_resource_properties(
         "AWS::Events::Rule",
         {
-            "ScheduleExpression": f"rate({environment.settings.spend_sync_minutes} minutes)",
+            "ScheduleExpression": rate(environment.settings.spend_sync_minutes),
             "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [spend_sync, "Arn"]}})],
         },
     )
