@@ -23,6 +23,9 @@ LOCAL_AWS_ENVIRONMENT = {
     "AWS_REGION": LOCAL_REGION,
 }
 MAX_RECEIVE_COUNT = 5
+# As the CDK stack sets it (six times the worker's 60 s timeout), so that a message nobody deletes or
+# delays comes back locally when it would in AWS.
+VISIBILITY_TIMEOUT_SECONDS = 360
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -90,16 +93,19 @@ def create_provisioning_resources(
     dead_letter_arn = sqs.get_queue_attributes(QueueUrl=dead_letter_queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    queue_url = sqs.create_queue(
-        QueueName=f"{namespace}-work.fifo",
-        Attributes={
-            "FifoQueue": "true",
-            "VisibilityTimeout": "30",
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
-            ),
-        },
-    )["QueueUrl"]
+    queue_attributes = {
+        "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS),
+        "RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+        ),
+    }
+    try:
+        queue_url = sqs.create_queue(
+            QueueName=f"{namespace}-work.fifo", Attributes={"FifoQueue": "true", **queue_attributes}
+        )["QueueUrl"]
+    except sqs.exceptions.QueueNameExists:  # made by an earlier run with other attributes
+        queue_url = sqs.get_queue_url(QueueName=f"{namespace}-work.fifo")["QueueUrl"]
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes=queue_attributes)
 
     dynamodb = local_client("dynamodb", endpoint)
     table_name = f"{namespace}-state"

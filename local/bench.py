@@ -28,8 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import httpx
 
-from local import stack
+from local import kintone_directory, stack
 from local.aws_resources import local_client
+from local.kintone_emulator.request_counter import kintone_day
 
 APP_ID = "1"
 
@@ -69,7 +70,7 @@ def raw_generate_ms(base_url: str, master_key: str, count: int) -> list[float]:
 def time_to_key_ms(settings: dict[str, str], count: int) -> list[float]:
     kintone = httpx.Client(base_url=settings["KINTONE_BASE_URL"], timeout=30)
     litellm = httpx.Client(base_url=settings["LITELLM_BASE_URL"], timeout=30)
-    headers = {"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"], "X-Emulator-User": "bench"}
+    headers = kintone_directory.demo_user_headers(settings, "taro")  # as a member of team platform
     durations = []
     for index in range(count + stack.WORKER_COUNT):
         record_id = kintone.post(
@@ -228,7 +229,7 @@ def burst(settings: dict[str, str], count: int, fault_share: float) -> dict[str,
         headers={"Authorization": f"Bearer {settings['LITELLM_MASTER_KEY']}"},
         timeout=60,
     )
-    headers = {"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"], "X-Emulator-User": "burst"}
+    headers = kintone_directory.demo_user_headers(settings, "hanako")
     faults = round(count * fault_share)
     kintone.post(
         "/_emulator/faults",
@@ -262,15 +263,20 @@ def burst(settings: dict[str, str], count: int, fault_share: float) -> dict[str,
         listed = litellm.get("/key/list", params={"key_alias": f"kintone-{APP_ID}-{record_id}"})
         return len(listed.json()["keys"])
 
-    requests_before = kintone_requests(kintone)
+    requests_before = kintone_requests_by_api(kintone)
     started = time.time()
     with ThreadPoolExecutor(8) as pool:
         record_ids = list(pool.map(save, range(count)))
         finished = max(pool.map(keyed_at, record_ids))
         key_counts = list(pool.map(keys_for, record_ids))
     kintone.delete("/_emulator/faults")
-    # The bench's own saves and the optional comment (one per issued key) are not the pipeline's cost.
-    pipeline_requests = kintone_requests(kintone) - requests_before - 2 * count
+    requests_after = kintone_requests_by_api(kintone)
+    # The bench's own saves (the pipeline never adds a record) and the optional comments are left out.
+    pipeline_requests = sum(
+        requests_after[api] - requests_before.get(api, 0)
+        for api in requests_after
+        if api not in ("POST /k/v1/record.json", "POST /k/v1/record/comment.json")
+    )
     not_once = [record_id for record_id, keys in zip(record_ids, key_counts, strict=True) if keys != 1]
     if not_once:
         raise SystemExit(f"{len(not_once)} burst records do not hold exactly one key, e.g. {not_once[:5]}")
@@ -282,9 +288,10 @@ def burst(settings: dict[str, str], count: int, fault_share: float) -> dict[str,
     }
 
 
-def kintone_requests(kintone: httpx.Client) -> int:
-    """What the emulator counted for the app today (kintone's day turns at 9:00 JST)."""
-    return kintone.get("/_emulator/requests", params={"app": APP_ID}).json()["count"]
+def kintone_requests_by_api(kintone: httpx.Client) -> dict[str, int]:
+    """What the emulator counted for the app today, per API (kintone's day turns at 9:00 JST)."""
+    counts = kintone.get("/_emulator/requests").json()["apps"].get(APP_ID, {})
+    return counts.get(kintone_day(time.time()), {}).get("by_api", {})
 
 
 class _Tally:
@@ -337,7 +344,7 @@ def catch_up_seconds(settings: dict[str, str], count: int, spread_seconds: float
     """Records saved while kintone drops their webhooks, spread over `spread_seconds`; each one's
     time until it holds a key, which only the stack's scheduled reconciler can bring."""
     kintone = httpx.Client(base_url=settings["KINTONE_BASE_URL"], timeout=200)
-    headers = {"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"], "X-Emulator-User": "bench"}
+    headers = kintone_directory.demo_user_headers(settings, "taro")
     kintone.post("/_emulator/config", json={"webhook_enabled": False}).raise_for_status()
     saved: dict[str, float] = {}
     try:

@@ -11,15 +11,18 @@ import time
 
 import httpx
 
-from local import stack
+from local import kintone_directory, stack
 
 WAIT_SECONDS = 30
 
 
-def save_record(base_url: str, app_id: str, api_token: str, is_emulator: bool) -> str:
-    headers = {"X-Cybozu-API-Token": api_token}
-    if is_emulator:
-        headers["X-Emulator-User"] = "demo-user"  # as if saved from the kintone screen
+def save_record(settings: dict[str, str]) -> str:
+    """As a member of team platform (the emulator's taro), or with the app's token on a real kintone."""
+    if settings["KINTONE_IS_EMULATOR"] == "true":
+        headers = kintone_directory.demo_user_headers(settings, "taro")
+    else:
+        headers = {"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"]}
+    base_url, app_id = settings["KINTONE_BASE_URL"], settings["KINTONE_APP_ID"]
     response = httpx.post(
         f"{base_url}/k/v1/record.json",
         headers=headers,
@@ -78,7 +81,7 @@ def main() -> None:
     )
     is_emulator = settings["KINTONE_IS_EMULATOR"] == "true"
     saved_at = time.time()
-    record_id = save_record(base_url, app_id, api_token, is_emulator)
+    record_id = save_record(settings)
     record, keyed_at = wait_for_key(base_url, app_id, api_token, record_id, is_emulator)
     api_key = record["api_key"]["value"]
 

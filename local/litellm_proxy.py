@@ -23,6 +23,8 @@ from local.processes import free_port, running_pid, start_background, wait_until
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LITELLM_CONFIG = REPO_ROOT / "local" / "litellm-config.yaml"
 LITELLM_VERSION = "1.108.7"  # never 1.82.7 or 1.82.8 (malicious) or 1.107.0 (pulled)
+# LiteLLM's Prometheus callback (local/litellm-config.yaml) imports it; litellm[proxy] does not bring it.
+PROMETHEUS_CLIENT_VERSION = "0.26.0"
 START_TIMEOUT_SECONDS = 240
 
 
@@ -61,6 +63,7 @@ def ensure_litellm(state_dir: Path, alert_url: str = "") -> LiteLLMEndpoint:
 
     `alert_url` becomes LiteLLM's WEBHOOK_URL, where its budget alerts go (when it starts here).
     """
+    state_dir.mkdir(parents=True, exist_ok=True)  # a first run of the integration tests alone has none yet
     kit = offline_kit()
     alert_environment = {"WEBHOOK_URL": alert_url} if alert_url else {}
     if kit:
@@ -104,16 +107,34 @@ def kit_target(state_dir: Path) -> Path:
     return postgres_state_dir(state_dir) / "litellm-offline"
 
 
+def _config_stamp() -> str:
+    """What the running proxy was started with; a change (config, pinned extras) means a restart."""
+    return hashlib.sha256(LITELLM_CONFIG.read_bytes() + PROMETHEUS_CLIENT_VERSION.encode()).hexdigest()
+
+
+def _install_prometheus_client(python: Path, log) -> None:
+    """The pinned prometheus_client into the proxy's own venv (the kit's venv is built from its
+    constraints, which leave it out); a no-op when it is there."""
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         f"prometheus_client=={PROMETHEUS_CLIENT_VERSION}"],
+        check=True, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
 def _ensure_with_kit(kit: Path, state_dir: Path, alert_environment: dict[str, str]) -> LiteLLMEndpoint:
     target = kit_target(state_dir)
     env_file = target / "state" / "litellm.env"
+    stamp_file = state_dir / "litellm-config.stamp"
     if env_file.exists():
         values = _read_env_file(env_file)
-        if _healthy(values.get("LITELLM_URL", "")):
+        current = stamp_file.exists() and stamp_file.read_text() == _config_stamp()
+        if current and _healthy(values.get("LITELLM_URL", "")):
             return LiteLLMEndpoint(values["LITELLM_URL"], values["LITELLM_MASTER_KEY"])
         subprocess.run([str(kit / "stop.sh"), str(target)], check=False, capture_output=True)
     with (state_dir / "litellm-setup.log").open("ab") as log:
         subprocess.run([str(kit / "setup.sh"), str(target)], check=True, stdout=log, stderr=subprocess.STDOUT)
+        _install_prometheus_client(target / "venv" / "bin" / "python", log)
         environment = {
             **os.environ,
             **alert_environment,
@@ -139,6 +160,7 @@ def _ensure_with_kit(kit: Path, state_dir: Path, alert_environment: dict[str, st
         )
     if started.returncode != 0:
         raise RuntimeError(f"LiteLLM did not start; see {state_dir / 'litellm-setup.log'}")
+    stamp_file.write_text(_config_stamp())
     values = _read_env_file(env_file)
     return LiteLLMEndpoint(values["LITELLM_URL"], values["LITELLM_MASTER_KEY"])
 
@@ -172,7 +194,14 @@ def _ensure_with_pip(state_dir: Path, alert_environment: dict[str, str]) -> Lite
     if not (venv / "bin" / "litellm").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}", "prisma"],
+            [
+                str(venv / "bin" / "pip"),
+                "install",
+                "-q",
+                f"litellm[proxy]=={LITELLM_VERSION}",
+                "prisma",
+                f"prometheus_client=={PROMETHEUS_CLIENT_VERSION}",
+            ],
             check=True,
         )
 

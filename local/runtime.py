@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,6 +38,8 @@ import boto3
 
 LOG = logging.getLogger("local.runtime")
 MAX_BATCH_SIZE = 10
+# The CDK stack's function timeout (stacks/constructs/functions.py, WORKER_TIMEOUT).
+FUNCTION_TIMEOUT_SECONDS = 60
 # The API's routes: kintone webhooks and LiteLLM budget alerts.
 API_ROUTE = re.compile(r"/(webhook|alert)/[^/]+")
 # API Gateway's payload limit for REST APIs.
@@ -51,10 +53,14 @@ INVOCATION_LOCK = threading.Lock()
 
 @dataclass
 class FakeLambdaContext:
+    """Lambda's context: the time left counts down from the function's timeout, as in Lambda."""
+
     function_name: str
     memory_limit_in_mb: int = 256
     aws_request_id: str = ""
     invoked_function_arn: str = ""
+    timeout_seconds: float = FUNCTION_TIMEOUT_SECONDS
+    started_at: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
@@ -63,9 +69,8 @@ class FakeLambdaContext:
             or f"arn:aws:lambda:ap-northeast-1:000000000000:function:{self.function_name}"
         )
 
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.started_at + self.timeout_seconds - time.monotonic()) * 1000))
 
 
 def api_gateway_event(
@@ -342,16 +347,35 @@ class RequestRefusedError(Exception):
         self.message = message
 
 
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """What Lambda's event source mapping hands the function for messages ReceiveMessage returned."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "ap-northeast-1",
+            }
+            for message in messages
+        ]
+    }
+
+
 class QueuePoller:
     """Lambda's event source mapping for an SQS FIFO queue, feeding one container."""
 
-    def __init__(self, queue_url: str, retry_delay_seconds: int, function_name: str = "worker"):
+    def __init__(self, queue_url: str, function_name: str = "worker"):
         from lambdas.handlers import worker  # noqa: PLC0415 - import after the environment is set
 
         self._worker_handler = worker.handler
         self._queue_url = queue_url
         self._queue_arn = f"arn:aws:sqs:ap-northeast-1:000000000000:{queue_url.rsplit('/', 1)[-1]}"
-        self._retry_delay_seconds = retry_delay_seconds
         self._function_name = function_name
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="poller", daemon=True)
@@ -402,22 +426,7 @@ class QueuePoller:
                 LOG.exception("poller iteration failed")
 
     def _invoke(self, messages: list[dict[str, Any]]) -> None:
-        event = {
-            "Records": [
-                {
-                    "messageId": message["MessageId"],
-                    "receiptHandle": message["ReceiptHandle"],
-                    "body": message["Body"],
-                    "attributes": message.get("Attributes", {}),
-                    "messageAttributes": {},
-                    "md5OfBody": message.get("MD5OfBody", ""),
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self._queue_arn,
-                    "awsRegion": "ap-northeast-1",
-                }
-                for message in messages
-            ]
-        }
+        event = sqs_event(messages, self._queue_arn)
         try:
             with INVOCATION_LOCK:
                 response = self._worker_handler(event, FakeLambdaContext(self._function_name))
@@ -433,13 +442,8 @@ class QueuePoller:
                     {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)
                 ],
             )
-        for message in messages:
-            if message["MessageId"] in failed:
-                self._sqs.change_message_visibility(
-                    QueueUrl=self._queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=self._retry_delay_seconds,
-                )
+        # Failed messages are left alone, as Lambda leaves them: each comes back once its visibility
+        # timeout ends, the queue's or the one the worker set (ChangeMessageVisibility).
         with self._handled_changed:
             self._handled += len(messages)
             self._handled_by_group.update(m.get("Attributes", {}).get("MessageGroupId", "") for m in messages)
@@ -462,7 +466,7 @@ class LocalRuntime:
         from lambdas.adapters import wiring  # noqa: PLC0415 - import after the environment is set
 
         self.gateway = WebhookGateway(port) if serve_webhooks else None
-        self.poller = QueuePoller(queue_url, retry_delay_seconds=1) if poll_queue else None
+        self.poller = QueuePoller(queue_url) if poll_queue else None
         self.rotations = InProcessRotations()
         if poll_queue:
             wiring.use_local_rotation_requester(self.rotations)

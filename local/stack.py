@@ -9,7 +9,9 @@ the webhook endpoint (API Gateway stand-in), worker processes polling the queue 
 the reconciler on a schedule (EventBridge stand-in, every RECONCILE_INTERVAL_SECONDS, default 60) and
 the spend sync on another (every SPEND_SYNC_SECONDS, default 30).
 KINTONE_BASE_URL + KINTONE_APP_ID + KINTONE_API_TOKEN in the environment select a real kintone app
-instead of the emulator; LITELLM_BASE_URL + LITELLM_MASTER_KEY a running LiteLLM.
+instead of the emulator; LITELLM_BASE_URL + LITELLM_MASTER_KEY a running LiteLLM. The emulator gets
+the directory of ``local.kintone_directory`` with passwords made for this stack; CYBOZU_USER_API_TOKEN
+in the environment replaces its User API token.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import string
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from lambdas.domain.teams import LOCAL_TEAM_CATALOG
+from local import kintone_directory
 from local.aws_resources import (
     LOCAL_AWS_ENVIRONMENT,
     MOTO_PROCESS,
@@ -61,28 +65,37 @@ def _wait_for_file(path: Path, process_name: str) -> str:
     raise RuntimeError(f"{process_name} did not start; last log lines:\n{log_tail}")
 
 
-def _stack_secrets() -> dict[str, str]:
-    """Tokens of this stack, made once and kept (0600) so that `up` twice keeps the same URLs."""
+def _stack_secrets() -> dict[str, Any]:
+    """Tokens and passwords of this stack, made once and kept (0600) so that `up` twice keeps them.
+
+    A file from before the emulator had a directory gains the passwords and the User API token.
+    """
     path = STATE_DIR / "stack-secrets.json"
-    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    values: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     alphabet = string.ascii_letters + string.digits
-    makers = {
+    missing = {
         # kintone API tokens are 40 alphanumerics.
         "kintone_api_token": lambda: "".join(secrets.choice(alphabet) for _ in range(40)),
         "webhook_token": lambda: secrets.token_urlsafe(32),
+        "kintone_user_passwords": kintone_directory.new_passwords,
+        "cybozu_user_api_token": kintone_directory.new_user_api_token,
         "alert_token": lambda: secrets.token_urlsafe(32),
         # Fixed for the stack's life: LiteLLM, started first, is told where to post budget alerts.
         "gateway_port": lambda: str(free_port()),
     }
-    missing = {name: make() for name, make in makers.items() if name not in values}
-    if missing:  # a stack made before a value existed gets it now
-        values.update(missing)
+    if not all(name in values for name in missing):
+        values = {name: values[name] if name in values else make() for name, make in missing.items()}
         path.touch(mode=0o600)
         path.write_text(json.dumps(values))
     return values
 
 
-def _ensure_kintone(stack_secrets: dict[str, str]) -> tuple[str, str, str, bool]:
+def _user_api_token(stack_secrets: dict[str, Any]) -> str:
+    """The directory credential: CYBOZU_USER_API_TOKEN from the environment, else this stack's own."""
+    return os.environ.get("CYBOZU_USER_API_TOKEN") or stack_secrets["cybozu_user_api_token"]
+
+
+def _ensure_kintone(stack_secrets: dict[str, Any]) -> tuple[str, str, str, bool]:
     """(base URL, app id, API token, is emulator)."""
     real = [os.environ.get(name, "") for name in ("KINTONE_BASE_URL", "KINTONE_APP_ID", "KINTONE_API_TOKEN")]
     if all(real):
@@ -90,6 +103,15 @@ def _ensure_kintone(stack_secrets: dict[str, str]) -> tuple[str, str, str, bool]
     ready_file = STATE_DIR / "kintone-emulator.url"
     if running_pid(EMULATOR_PROCESS, STATE_DIR) is None:
         ready_file.unlink(missing_ok=True)
+        directory_file = STATE_DIR / "kintone-directory.json"  # passwords: 0600, like stack-secrets.json
+        directory_file.touch(mode=0o600)
+        directory_file.write_text(
+            json.dumps(
+                kintone_directory.directory_document(
+                    stack_secrets["kintone_user_passwords"], _user_api_token(stack_secrets)
+                )
+            )
+        )
         start_background(
             EMULATOR_PROCESS,
             [
@@ -104,6 +126,10 @@ def _ensure_kintone(stack_secrets: dict[str, str]) -> tuple[str, str, str, bool]
                 stack_secrets["kintone_api_token"],
                 "--ready-file",
                 str(ready_file),
+                "--directory",
+                str(directory_file),
+                "--app-creator",
+                kintone_directory.ADMIN_LOGIN,
             ],
             STATE_DIR,
             env={"PYTHONPATH": str(REPO_ROOT)},
@@ -141,6 +167,7 @@ def function_environment(
         "WEBHOOK_TOKEN_SECRET_ID": resources.webhook_token_secret_id,
         "ALERT_TOKEN_SECRET_ID": resources.alert_token_secret_id,
         "QUEUE_URL": resources.queue_url,
+        "DEAD_LETTER_QUEUE_URL": resources.dead_letter_queue_url,
         "STATE_TABLE_NAME": resources.state_table_name,
         "KEY_SECRET_PREFIX": f"{namespace}/keys/",
         "KEY_ALIAS_PREFIX": key_alias_prefix,
@@ -207,11 +234,29 @@ def up() -> dict[str, str]:
         "STATE_TABLE_NAME": resources.state_table_name,
         "KEY_SECRET_PREFIX": environment["KEY_SECRET_PREFIX"],
         "KINTONE_IS_EMULATOR": "true" if is_emulator else "false",
+        **_directory_env(stack_secrets, is_emulator),
     }
     env_file = STATE_DIR / "env"
     env_file.touch(mode=0o600)
     env_file.write_text("".join(f"{name}={value}\n" for name, value in stack_env.items()))
     return stack_env
+
+
+def _directory_env(stack_secrets: dict[str, Any], is_emulator: bool) -> dict[str, str]:
+    """The users of the emulator's directory and the directory credential, for demos and tests.
+
+    Against a real kintone the users are not this stack's to know: only the credential is kept.
+    """
+    if not is_emulator:
+        token = os.environ.get("CYBOZU_USER_API_TOKEN", "")
+        return {"CYBOZU_USER_API_TOKEN": token} if token else {}
+    passwords = stack_secrets["kintone_user_passwords"]
+    return {
+        "KINTONE_DEMO_USERS": json.dumps(kintone_directory.demo_users(passwords), separators=(",", ":")),
+        "KINTONE_ADMIN_LOGIN": kintone_directory.ADMIN_LOGIN,
+        "KINTONE_ADMIN_PASSWORD": passwords[kintone_directory.ADMIN_LOGIN],
+        "CYBOZU_USER_API_TOKEN": _user_api_token(stack_secrets),
+    }
 
 
 def _ensure_functions(queue_url: str, environment: dict[str, str], gateway_port: str) -> str:
@@ -274,7 +319,15 @@ def down() -> None:
     stop_background(EMULATOR_PROCESS, STATE_DIR)
     stop_background(MOTO_PROCESS, STATE_DIR)
     stop_litellm(STATE_DIR)
-    for stale in ("functions.json", "env", "moto.endpoint", "kintone-emulator.url", "webhook-gateway.url"):
+    stale_files = (
+        "functions.json",
+        "env",
+        "moto.endpoint",
+        "kintone-emulator.url",
+        "kintone-directory.json",
+        "webhook-gateway.url",
+    )
+    for stale in stale_files:
         (STATE_DIR / stale).unlink(missing_ok=True)
 
 

@@ -102,7 +102,7 @@ def environment_target(name: str, webhook_url_without_token: str = "") -> AppTar
         language=settings.kintone.message_language,
         webhook_url_without_token=webhook_url_without_token
         or f"<the output WebhookUrlWithoutToken of the stack {stack}>",
-        webhook_token_location=f"the Secrets Manager secret {settings.secret_name('webhook-token')}",
+        webhook_token_location=f"the secret in the output WebhookTokenSecretArn of the stack {stack}",
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -34,9 +35,19 @@ BLOCKED_LITELLM_VERSIONS = {
 Architecture = Literal["arm64", "x86_64"]
 LAMBDA_ENVIRONMENT_BUDGET_BYTES = 2500
 
-# The platform's own secrets, named kintone-llm/<env>/<purpose>; key secrets must stay apart from them.
-PLATFORM_SECRETS = ("webhook-token", "kintone-api-token", "litellm-master-key", "litellm-salt-key",
-                    "database-credentials", "alert-token", "litellm-alert-url")  # fmt: skip
+# Bedrock model families past their end of life or marked legacy: new accounts cannot use them.
+LEGACY_BEDROCK_MODELS = re.compile(r"anthropic\.claude-(v2|instant|3-|3-5-|3-7-|sonnet-4-2025|opus-4-2025)")
+# Cross-region inference profiles start with a geography; newer models serve on-demand only through them.
+INFERENCE_PROFILE = re.compile(
+    r"^(us|us-gov|eu|apac|jp|au|ca|global)\.(?P<model>[a-z0-9-]+\.[A-Za-z0-9.:-]+)$"
+)
+# Where cybozu.com publishes the addresses its servers (webhooks, kintone.proxy) connect from.
+CYBOZU_OUTBOUND_ADDRESSES_PAGE = (
+    "https://jp.cybozu.help/general/ja/admin/list_security/list_access/outbound_ipaddress.html"
+)
+
+
+_REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 class ConfigError(ValueError):
@@ -62,17 +73,33 @@ class NetworkSettings(_Settings):
     availability_zones: tuple[str, ...] = ()
     private_subnet_ids: tuple[str, ...] = ()
     private_subnet_route_table_ids: tuple[str, ...] = ()
+    # With vpc_id and vpc_endpoints: the VPC's CIDR, which the endpoints admit HTTPS from.
+    vpc_cidr: str | None = None
     # Without vpc_id: the VPC to create.
     new_vpc_cidr: str = "10.80.0.0/16"
     max_azs: int = Field(default=2, ge=2, le=3)
     nat_gateways: int = Field(default=1, ge=1, le=3)
     # Networks whose people and tools may reach the gateway (its API and admin UI) on the internal ALB.
     office_cidrs: tuple[str, ...] = ()
+    # With vpc_id: the public addresses its traffic leaves by (for kintone's IP restriction), if known.
+    egress_public_ips: tuple[str, ...] = ()
+    # Interface endpoints (Secrets Manager, SQS, STS, CloudWatch Logs, Bedrock runtime) and gateway
+    # endpoints (S3, DynamoDB) in the VPC, so AWS calls need no NAT or proxy.
+    vpc_endpoints: bool = False
+    # An HTTP proxy for everything leaving the VPC (functions and gateway tasks), e.g. http://proxy:3128.
+    https_proxy: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$")
+    # Hosts that bypass the proxy, added to the ones the platform always needs (see proxy_bypass()).
+    no_proxy: tuple[str, ...] = ()
 
-    @field_validator("new_vpc_cidr")
+    @field_validator("egress_public_ips")
     @classmethod
-    def _valid_vpc_cidr(cls, value: str) -> str:
-        return _cidr(value)
+    def _valid_ips(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(ipaddress.ip_address(value)) for value in values)
+
+    @field_validator("new_vpc_cidr", "vpc_cidr")
+    @classmethod
+    def _valid_vpc_cidr(cls, value: str | None) -> str | None:
+        return None if value is None else _cidr(value)
 
     @field_validator("office_cidrs")
     @classmethod
@@ -92,11 +119,15 @@ class NetworkSettings(_Settings):
         if self.vpc_id is None:
             if self.availability_zones or self.private_subnet_ids or self.private_subnet_route_table_ids:
                 raise ValueError("availability_zones and private_subnet_* apply only with vpc_id")
+            if self.egress_public_ips or self.vpc_cidr:
+                raise ValueError("egress_public_ips and vpc_cidr apply only with vpc_id")
             return self
         if not self.private_subnet_ids or len(self.private_subnet_ids) != len(self.availability_zones):
             raise ValueError(
                 "with vpc_id, give one private subnet id per availability zone, in the same order"
             )
+        if self.vpc_endpoints and self.vpc_cidr is None:
+            raise ValueError("with vpc_id, vpc_endpoints needs vpc_cidr (the endpoints admit HTTPS from it)")
         if self.private_subnet_route_table_ids and len(self.private_subnet_route_table_ids) != len(
             self.private_subnet_ids
         ):
@@ -131,8 +162,45 @@ class GatewaySettings(_Settings):
         default=None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/"
     )
     domain_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)+$")
+    # What the gateway serves: model name (what keys and the team catalog use) -> Bedrock model or
+    # cross-region inference profile id. The task role may invoke exactly these.
+    models: dict[str, str] = Field(default_factory=dict)
+    # The cheapest model, for the rotator's test request when a key may use it.
+    test_model: str | None = None
+    # Non-streamed completions of long prompts can take minutes before the first byte.
+    load_balancer_idle_timeout_seconds: int = Field(default=600, ge=60, le=4000)
+    # LiteLLM (uvicorn) must keep idle connections open longer than the ALB, or the ALB reuses a
+    # connection the task just closed and answers 502.
+    keepalive_seconds: int = Field(default=630, ge=61, le=4100)
+    # From task start to the first ALB health verdict: image pull, LiteLLM's import and its first
+    # database migration on a cold Aurora (see docs/deployment.md for the measurement).
+    health_check_grace_seconds: int = Field(default=300, ge=60, le=1800)
+    # LiteLLM deletes older spend logs (general_settings.maximum_spend_logs_retention_period).
+    spend_logs_retention: str = Field(default="90d", pattern=r"^[1-9][0-9]*d$")
+    # The CloudWatch agent beside LiteLLM that ships its Prometheus metrics; pinned like LiteLLM.
+    metrics_agent_image: str = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.300045.0b810"
+    # A PEM file (relative to the repository) of the private CA that issued the ALB's certificate;
+    # the functions then trust it in addition to the public CAs.
+    ca_bundle_file: str | None = None
 
-    @field_validator("image")
+    @field_validator("models")
+    @classmethod
+    def _current_bedrock_models(cls, models: dict[str, str]) -> dict[str, str]:
+        for name, model_id in models.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", name):
+                raise ValueError(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
+            if LEGACY_BEDROCK_MODELS.search(model_id):
+                raise ValueError(
+                    f"{name}: {model_id} is a legacy or retired Bedrock model; use a current one"
+                )
+            if not INFERENCE_PROFILE.match(model_id):
+                raise ValueError(
+                    f"{name}: {model_id} is not a cross-region inference profile id (jp., apac., global.); "
+                    "current models serve on-demand only through one"
+                )
+        return models
+
+    @field_validator("image", "metrics_agent_image")
     @classmethod
     def _pinned_release(cls, image: str) -> str:
         match = re.fullmatch(r"[a-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9._-]+)+:(?P<tag>[A-Za-z0-9._-]+)", image)
@@ -178,6 +246,19 @@ class GatewaySettings(_Settings):
             raise ValueError("min_tasks must not exceed max_tasks")
         if self.database_min_acu > self.database_max_acu:
             raise ValueError("database_min_acu must not exceed database_max_acu")
+        if self.create and not self.models:
+            raise ValueError("a created gateway needs models: model name -> Bedrock inference profile id")
+        if not self.create and self.models:
+            raise ValueError("models apply only when create is true (an existing gateway serves its own)")
+        if self.test_model is not None and self.create and self.test_model not in self.models:
+            raise ValueError(f"test_model {self.test_model!r} is not one of models")
+        if self.keepalive_seconds <= self.load_balancer_idle_timeout_seconds:
+            raise ValueError(
+                "keepalive_seconds must exceed load_balancer_idle_timeout_seconds: the ALB must close idle "
+                "connections before LiteLLM does, or clients get 502s"
+            )
+        if self.ca_bundle_file is not None and not (_REPOSITORY / self.ca_bundle_file).is_file():
+            raise ValueError(f"ca_bundle_file {self.ca_bundle_file!r} is not a file of the repository")
         return self
 
 
@@ -207,6 +288,22 @@ class ApiSettings(_Settings):
     throttle_rate_per_second: float = Field(default=5, gt=0, le=1000)
     throttle_burst: int = Field(default=20, ge=1, le=5000)
     max_webhook_body_bytes: int = Field(default=1_048_576, ge=1024, le=10_485_760)
+    # Who may call the webhook endpoint (API Gateway resource policy on aws:SourceIp): cybozu.com's
+    # outbound ranges, published at CYBOZU_OUTBOUND_ADDRESSES_PAGE. Empty: anyone with the URL token.
+    allowed_source_cidrs: tuple[str, ...] = ()
+    # A WAF web ACL on the stage as well: the same allow-list plus a rate limit, with WAF's metrics.
+    waf: bool = False
+
+    @field_validator("allowed_source_cidrs")
+    @classmethod
+    def _valid_source_cidrs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_cidr(value) for value in values)
+
+    @model_validator(mode="after")
+    def _waf_needs_the_list(self) -> ApiSettings:
+        if self.waf and not self.allowed_source_cidrs:
+            raise ValueError("waf needs allowed_source_cidrs: the web ACL admits only those ranges")
+        return self
 
 
 class EnvironmentSettings(_Settings):
@@ -250,6 +347,12 @@ class EnvironmentSettings(_Settings):
     audit_log_retention_days: int = Field(default=365, ge=90, le=3653)
     # Keep data stores (table, database, buckets) when the stack is deleted or they are replaced.
     retain_data: bool = True
+    # Environments whose webhook endpoint must be limited to cybozu.com's addresses.
+    requires_source_allow_list: bool = False
+    # A team whose remaining budget falls below this share of its max_budget raises an alarm.
+    team_budget_alarm_share: float = Field(default=0.1, gt=0, lt=1)
+    # The gateway's failed requests above this share of all requests (5 minutes) raise an alarm.
+    gateway_error_rate_alarm: float = Field(default=0.05, gt=0, le=1)
 
     @field_validator("log_retention_days")
     @classmethod
@@ -282,16 +385,21 @@ class EnvironmentSettings(_Settings):
         return self
 
     @model_validator(mode="after")
-    def _key_secrets_apart(self) -> EnvironmentSettings:
-        covered = [
-            name
-            for name in map(self.secret_name, PLATFORM_SECRETS)
-            if name.startswith(self.key_secrets_prefix)
-        ]
-        if covered:
+    def _webhook_allow_list(self) -> EnvironmentSettings:
+        if self.requires_source_allow_list and not self.api.allowed_source_cidrs:
             raise ValueError(
-                f"key_secret_prefix must not cover the platform's own secrets ({', '.join(covered)})"
+                f"environment '{self.name}' requires api.allowed_source_cidrs: cybozu.com's outbound ranges "
+                f"from {CYBOZU_OUTBOUND_ADDRESSES_PAGE}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _test_model_allowed(self) -> EnvironmentSettings:
+        test_model = self.gateway.test_model
+        if test_model is not None and not any(
+            test_model in self.team_catalog.get(team).models for team in self.team_catalog.names()
+        ):
+            raise ValueError(f"gateway.test_model {test_model!r} is allowed to no team")
         return self
 
     @property
@@ -303,10 +411,13 @@ class EnvironmentSettings(_Settings):
         """Where the worker keeps one secret per issued key; its IAM permissions stop at this prefix."""
         return self.key_secret_prefix or f"kintone-llm-keys/{self.name}/"
 
-    def secret_name(self, purpose: str) -> str:
-        if purpose not in PLATFORM_SECRETS:
-            raise ValueError(f"{purpose!r} is not one of the platform's secrets")
-        return f"kintone-llm/{self.name}/{purpose}"
+    def proxy_bypass(self, *hosts: str) -> str:
+        """NO_PROXY: the configured hosts plus what must never go through a proxy (link-local task
+        metadata and credentials, the task's own sidecars, the internal ALB and AWS endpoints in the VPC)."""
+        always = ["localhost", "127.0.0.1", "169.254.169.254", "169.254.170.2"]
+        if self.network.vpc_endpoints:
+            always.append(f".{self.region}.amazonaws.com")
+        return ",".join(dict.fromkeys([*always, *hosts, *self.network.no_proxy]))
 
 
 def load_environment_settings(environments: object, name: object) -> EnvironmentSettings:

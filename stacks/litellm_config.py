@@ -1,7 +1,9 @@
-"""Reads the gateway's LiteLLM configuration at synth time: checks it and lists the Bedrock models it uses.
+"""The gateway's LiteLLM configuration per environment: the shared file plus the environment's models.
 
-Checking here means a malformed file, or a credential written into it, fails `cdk synth`
-instead of a running gateway or a commit.
+The shared file (gateway/litellm-config.yaml) is checked here, so a malformed file or a credential
+written into it fails `cdk synth` instead of a running gateway or a commit. Each environment's
+models (cdk.json gateway.models) and spend-log retention are added, and the result is written under
+.build/ for the CDK to upload as an asset.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from pathlib import Path
 
 import yaml
 
-LITELLM_CONFIG_PATH = Path(__file__).resolve().parent.parent / "gateway" / "litellm-config.yaml"
+from stacks.config import INFERENCE_PROFILE, EnvironmentSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LITELLM_CONFIG_PATH = REPO_ROOT / "gateway" / "litellm-config.yaml"
+RENDERED_DIR = REPO_ROOT / ".build" / "litellm-config"
 
 # Settings whose values are credentials; they must name an environment variable, never hold a value.
 _CREDENTIAL_KEY = re.compile(r"(^|_)(key|password|secret|token|credentials?)$|^database_url$|^master_key$")
 _ENVIRONMENT_REFERENCE = "os.environ/"
-# Cross-region inference profiles start with a geography; they route to foundation models elsewhere.
-_INFERENCE_PROFILE = re.compile(r"^(us|us-gov|eu|apac|jp|au|ca|global)\.(?P<model>.+)$")
 
 
 class LiteLLMConfigError(ValueError):
@@ -32,23 +36,25 @@ class LiteLLMConfig:
     model_names: tuple[str, ...]
     bedrock_model_ids: tuple[str, ...]
 
-    def bedrock_resource_arns(self, partition: str, region: str, account: str) -> list[str]:
-        """The ARNs a task role needs bedrock:InvokeModel* on to serve exactly these models."""
-        arns: list[str] = []
+    def inference_profile_arns(self, partition: str, region: str, account: str) -> list[str]:
+        """The cross-region inference profiles the task calls (in its own region)."""
+        return [
+            f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{model_id}"
+            for model_id in self.bedrock_model_ids
+        ]
+
+    def foundation_model_arns(self, partition: str) -> list[str]:
+        """The models behind the profiles, in any region the profile routes to (AWS may add regions)."""
+        models = []
         for model_id in self.bedrock_model_ids:
-            if model_id.startswith("arn:"):
-                arns.append(model_id)
-                continue
-            profile = _INFERENCE_PROFILE.match(model_id)
-            if profile:
-                arns.append(f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{model_id}")
-                arns.append(f"arn:{partition}:bedrock:*::foundation-model/{profile['model']}")
-            else:
-                arns.append(f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}")
-        return arns
+            profile = INFERENCE_PROFILE.match(model_id)
+            if profile is None:  # refused by the settings
+                raise LiteLLMConfigError(f"{model_id} is not a cross-region inference profile id")
+            models.append(f"arn:{partition}:bedrock:*::foundation-model/{profile['model']}")
+        return models
 
 
-def load_litellm_config(path: Path = LITELLM_CONFIG_PATH) -> LiteLLMConfig:
+def load_base_config(path: Path = LITELLM_CONFIG_PATH) -> dict:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
@@ -61,26 +67,46 @@ def load_litellm_config(path: Path = LITELLM_CONFIG_PATH) -> LiteLLMConfig:
             f"{path.name}: {', '.join(literal_credentials)} must name an environment variable "
             f"({_ENVIRONMENT_REFERENCE}NAME), not hold a value"
         )
-    models = document.get("model_list")
-    if not isinstance(models, list) or not models:
-        raise LiteLLMConfigError(f"{path.name}: model_list must list at least one model")
-    names: list[str] = []
-    bedrock: list[str] = []
-    for index, entry in enumerate(models):
-        name = entry.get("model_name") if isinstance(entry, dict) else None
-        params = entry.get("litellm_params") if isinstance(entry, dict) else None
-        model = params.get("model") if isinstance(params, dict) else None
-        if not isinstance(name, str) or not isinstance(model, str):
-            raise LiteLLMConfigError(
-                f"{path.name}: model_list[{index}] needs model_name and litellm_params.model"
-            )
-        names.append(name)
-        if model.startswith("bedrock/"):
-            bedrock.append(re.sub(r"^(converse|invoke)/", "", model.removeprefix("bedrock/")))
+    if "model_list" in document:
+        raise LiteLLMConfigError(
+            f"{path.name}: model_list comes from cdk.json (gateway.models per environment), not this file"
+        )
     general = document.get("general_settings") or {}
     if not str(general.get("master_key", "")).startswith(_ENVIRONMENT_REFERENCE):
         raise LiteLLMConfigError(f"{path.name}: general_settings.master_key must be set from the environment")
-    return LiteLLMConfig(path=path, model_names=tuple(dict.fromkeys(names)), bedrock_model_ids=tuple(bedrock))
+    return document
+
+
+def render_litellm_config(
+    settings: EnvironmentSettings, base_path: Path = LITELLM_CONFIG_PATH, out_dir: Path = RENDERED_DIR
+) -> LiteLLMConfig:
+    """The environment's configuration file, written under out_dir/<env>/."""
+    document = load_base_config(base_path)
+    gateway = settings.gateway
+    document["model_list"] = [
+        {
+            "model_name": name,
+            "litellm_params": {
+                "model": f"bedrock/{model_id}",
+                "aws_region_name": "os.environ/AWS_REGION_NAME",
+            },
+        }
+        for name, model_id in gateway.models.items()
+    ]
+    general = dict(document.get("general_settings") or {})
+    general["maximum_spend_logs_retention_period"] = gateway.spend_logs_retention
+    # Once a day: the deletion runs in batches and needs no finer grain than the retention in days.
+    general["maximum_spend_logs_retention_interval"] = "1d"
+    document["general_settings"] = general
+    target = out_dir / settings.name / "litellm-config.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"# Generated by stacks/litellm_config.py from {base_path.name} and cdk.json ({settings.name}).\n"
+    )
+    target.write_text(header + yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return LiteLLMConfig(
+        path=target, model_names=tuple(gateway.models), bedrock_model_ids=tuple(gateway.models.values())
+    )
 
 
 def _credentials(node: object, where: str) -> Iterator[tuple[str, object]]:

@@ -9,6 +9,7 @@ from stacks.config import EnvironmentSettings
 from stacks.constructs.audit import AuditTrail
 from stacks.constructs.gateway import LiteLLMGateway
 from stacks.constructs.monitoring import Monitoring
+from stacks.constructs.usage_monitoring import UsageMonitoring
 from stacks.provisioning_stack import ProvisioningStack
 
 
@@ -34,6 +35,15 @@ class OperationsStack(Stack):
             api=provisioning.api,
             gateway=gateway,
         )
+        if gateway is not None:
+            self.usage = UsageMonitoring(
+                self,
+                "Usage",
+                settings=settings,
+                gateway=gateway,
+                dashboard=self.monitoring.dashboard,
+                topic=self.monitoring.topic,
+            )
         CfnOutput(self, "AuditBucketName", value=self.audit.bucket.bucket_name)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)

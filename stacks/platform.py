@@ -11,7 +11,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from stacks.config import ConfigError, EnvironmentSettings
 from stacks.gateway_stack import GatewayStack
-from stacks.litellm_config import LiteLLMConfig, load_litellm_config
+from stacks.litellm_config import LiteLLMConfig, render_litellm_config
 from stacks.operations_stack import OperationsStack
 from stacks.provisioning_stack import ProvisioningStack
 
@@ -28,13 +28,15 @@ def build_platform(app: App, settings: EnvironmentSettings, lambda_asset: Path) 
     prefix = settings.resource_prefix
     gateway_stack = None
     if settings.gateway.create:
-        litellm_config = load_litellm_config()
+        litellm_config = render_litellm_config(settings)
         _check_team_models(settings, litellm_config)
         gateway_stack = GatewayStack(
             app,
             f"{prefix}-gateway",
             settings=settings,
             litellm_config=litellm_config,
+            # One Code per stack: an asset belongs to the stack it is first bound in.
+            code=lambda_.Code.from_asset(str(lambda_asset)),
             env=environment,
             description=f"LiteLLM gateway ({settings.name}): internal ALB, ECS Fargate, Aurora Serverless v2",
         )
@@ -57,6 +59,10 @@ def build_platform(app: App, settings: EnvironmentSettings, lambda_asset: Path) 
         env=environment,
         description=f"Audit trail, alarms and dashboard of kintone LLM keys ({settings.name})",
     )
+    # Cross-stack values are strong references (cdk.json: @aws-cdk/core:defaultCrossStackReferences
+    # = strong, checked by tests/infra): a gateway output the other stacks use (master key secret,
+    # client security group, ALB names) cannot change under them unnoticed; CloudFormation refuses the
+    # change while they import it, instead of a consumer keeping a stale value until its next deploy.
     Tags.of(app).add("project", "kintone-llm-keys")
     Tags.of(app).add("environment", settings.name)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))

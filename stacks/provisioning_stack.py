@@ -95,6 +95,9 @@ class ProvisioningStack(Stack):
             value=self.secrets.kintone_api_token.secret_arn,
             description="Put the kintone app's API token here (record view and edit)",
         )
+        # What `make smoke ENV=...` needs besides the secrets: the app it saves its test record in.
+        CfnOutput(self, "KintoneBaseUrl", value=f"https://{settings.kintone.domain}")
+        CfnOutput(self, "KintoneAppId", value=str(settings.kintone.app_id))
         CfnOutput(self, "StateTableName", value=self.state.table.table_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.queue.dead_letter_queue.queue_url)
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 
+from lambdas.adapters.credentials import Credential, changed_on_refresh
+from lambdas.adapters.retries import DEFAULT_RETRY_POLICY, RetryPolicy, call_with_retries
 from lambdas.domain.key_request import key_hash
-from lambdas.domain.ports import KeyChange, KeySpec, KeyUsage, TransientError
+from lambdas.domain.ports import KeyChange, KeySpec, KeyUsage
 from lambdas.domain.redaction import redact
 from lambdas.domain.teams import TeamPolicy
 
@@ -34,12 +36,18 @@ class LiteLLMError(RuntimeError):
 
 class LiteLLMKeyGateway:
     def __init__(
-        self, base_url: str, master_key: str, timeout_seconds: float, client: httpx.Client | None = None
+        self,
+        base_url: str,
+        master_key: Credential,
+        timeout_seconds: float,
+        client: httpx.Client | None = None,
+        retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
     ):
+        self._master_key = master_key
+        self._timeout_seconds = timeout_seconds
+        self._retry_policy = retry_policy
         self._client = client or httpx.Client(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds)),
-            headers={"Authorization": f"Bearer {master_key}"},
+            base_url=base_url, timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds))
         )
         self._known_teams: dict[str, TeamPolicy] = {}
         self._teams_lock = threading.Lock()
@@ -239,13 +247,23 @@ class LiteLLMKeyGateway:
         return error.get("param") == "key_alias"
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.TransportError as error:  # timeouts, refused and reset connections
-            raise TransientError(f"LiteLLM {method} {path} failed: {type(error).__name__}") from None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"LiteLLM {method} {path} answered {response.status_code}")
-        return response
+        """One call, retried on 429, 5xx and transport faults; every call here is safe to repeat (a
+        repeated generate meets its own alias and replaces it with the same value). A refused master
+        key is re-read from its secret and tried once more."""
+
+        def send() -> httpx.Response:
+            headers = {"Authorization": f"Bearer {self._master_key.current()}"}
+            return self._client.request(method, path, headers=headers, **kwargs)
+
+        return call_with_retries(
+            send,
+            describe=f"LiteLLM {method} {path}",
+            timeout_seconds=self._timeout_seconds,
+            safe_to_repeat=True,
+            credential_refused=lambda response: response.status_code in (401, 403),
+            refresh_credential=lambda: changed_on_refresh(self._master_key),
+            policy=self._retry_policy,
+        )
 
     @staticmethod
     def _raise_for_status(response: httpx.Response) -> None:

@@ -12,6 +12,7 @@ import boto3
 from aws_lambda_powertools.utilities import parameters
 
 from lambdas.adapters import source_identity
+from lambdas.adapters.credentials import SecretCredential
 from lambdas.adapters.dynamodb_state_store import (
     DynamoDBAlertClaims,
     DynamoDBRequestTally,
@@ -19,28 +20,17 @@ from lambdas.adapters.dynamodb_state_store import (
 )
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMKeyGateway
+from lambdas.adapters.retries import AWS_CLIENT_CONFIG
 from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
 from lambdas.adapters.sqs_work_queue import SqsWorkQueue
 from lambdas.domain.alerts import AlertConfig, BudgetAlerts
 from lambdas.domain.ports import RotationRequester
 from lambdas.domain.provisioning import KeyProvisioner, ProvisioningConfig
 from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
-from lambdas.domain.redaction import register_secret
 from lambdas.domain.request_budget import RequestMeter
 from lambdas.domain.rotation import KeyRotator, RotationConfig
 from lambdas.domain.settings import load_settings
 from lambdas.domain.usage import SpendSync, SpendSyncConfig
-
-SECRET_CACHE_SECONDS = 300
-
-
-def secret_value(secret_id: str) -> str:
-    """A credential from Secrets Manager, cached for a few minutes and registered for redaction."""
-    value = parameters.get_secret(secret_id, max_age=SECRET_CACHE_SECONDS)
-    if not isinstance(value, str):
-        raise TypeError(f"secret {secret_id} does not hold a string")
-    register_secret(value)
-    return value
 
 
 class AuditedClients:
@@ -54,7 +44,7 @@ class AuditedClients:
 
     def __init__(self, audit_role_arn: str) -> None:
         self._audit_role_arn = audit_role_arn
-        self._default = boto3.client("secretsmanager")
+        self._default = boto3.client("secretsmanager", config=AWS_CLIENT_CONFIG)
         self._by_user: dict[str, tuple[Any, float]] = {}
         self._lock = threading.Lock()
 
@@ -66,7 +56,7 @@ class AuditedClients:
             client, expires_at = self._by_user.get(identity, (None, 0.0))
             if client is not None and expires_at - time.time() > self._REFRESH_BEFORE_EXPIRY_SECONDS:
                 return client
-            credentials = boto3.client("sts").assume_role(
+            credentials = boto3.client("sts", config=AWS_CLIENT_CONFIG).assume_role(
                 RoleArn=self._audit_role_arn,
                 RoleSessionName=f"kintone-{identity}"[:64],
                 SourceIdentity=identity,
@@ -74,6 +64,7 @@ class AuditedClients:
             )["Credentials"]
             client = boto3.client(
                 "secretsmanager",
+                config=AWS_CLIENT_CONFIG,
                 aws_access_key_id=credentials["AccessKeyId"],
                 aws_secret_access_key=credentials["SecretAccessKey"],
                 aws_session_token=credentials["SessionToken"],
@@ -97,7 +88,9 @@ def key_store() -> SecretsManagerKeyStore:
 
 @cache
 def state_store() -> DynamoDBStateStore:
-    return DynamoDBStateStore(boto3.resource("dynamodb").Table(load_settings().state_table_name))
+    return DynamoDBStateStore(
+        boto3.resource("dynamodb", config=AWS_CLIENT_CONFIG).Table(load_settings().state_table_name)
+    )
 
 
 _local_rotation_requester: RotationRequester | None = None
@@ -126,7 +119,7 @@ def kintone_records() -> KintoneRecords:
     settings = load_settings()
     return KintoneRecords(
         settings.kintone_base_url,
-        secret_value(settings.kintone_api_token_secret_id),
+        SecretCredential(settings.kintone_api_token_secret_id),
         settings.http_timeout_seconds,
         meter=REQUEST_METER,
     )
@@ -142,7 +135,7 @@ def litellm_gateway() -> LiteLLMKeyGateway:
     settings = load_settings()
     return LiteLLMKeyGateway(
         settings.litellm_base_url,
-        secret_value(settings.litellm_master_key_secret_id),
+        SecretCredential(settings.litellm_master_key_secret_id),
         settings.http_timeout_seconds,
     )
 
@@ -243,7 +236,7 @@ def budget_alerts() -> BudgetAlerts:
 
 @cache
 def sqs_client() -> Any:
-    return boto3.client("sqs")
+    return boto3.client("sqs", config=AWS_CLIENT_CONFIG)
 
 
 def reset_caches() -> None:

@@ -202,13 +202,6 @@ class KeyProvisioner:
 
         if request.status in (RecordStatus.REVOKE_REQUESTED, RecordStatus.REVOKED):
             return self._revoke(ref, state, request)
-        if (
-            request.status == RecordStatus.ROTATE_REQUESTED
-            and self._rotations is not None
-            and state is not None
-            and state.status == KeyStatus.ISSUED
-        ):
-            return self._request_rotation(request, state)
 
         problem = self._validation_problem(request)
         if problem is not None:
@@ -217,7 +210,19 @@ class KeyProvisioner:
         policy = self._config.team_catalog.get(request.team)
         assert policy is not None  # noqa: S101 - _validation_problem checked the team
         models = request.models or policy.models
-        if self._already_issued(request, state, models):
+        if (
+            request.status == RecordStatus.ROTATE_REQUESTED
+            and self._rotations is not None
+            and state is not None
+            and state.status == KeyStatus.ISSUED
+        ):
+            if not self._key_matches(request, state, models):
+                # A save that also changed the key's values: the change first, with the request
+                # left open, so the rotation starts from the key the record asks for.
+                self._issue(request, state, models, status=RecordStatus.ROTATE_REQUESTED)
+                return self._converge_once(ref)
+            return self._request_rotation(request, state)
+        if request.status == RecordStatus.ISSUED and self._key_matches(request, state, models):
             return Result(Outcome.UNCHANGED, ref, request.team, request.requested_by)
         return self._issue(request, state, models)
 
@@ -248,22 +253,29 @@ class KeyProvisioner:
         return None
 
     @staticmethod
-    def _already_issued(request: KeyRequest, state: KeyState | None, models: tuple[str, ...]) -> bool:
+    def _key_matches(request: KeyRequest, state: KeyState | None, models: tuple[str, ...]) -> bool:
+        """The issued key is the one the record shows, with the values the record asks for."""
         return (
             state is not None
             and state.status == KeyStatus.ISSUED
             and state.team == request.team
             and state.models == models
             and state.key_name == request.key_name
-            and request.status == RecordStatus.ISSUED
             and request.api_key_hash == state.key_hash
         )
 
     # -- actions ---------------------------------------------------------------------------------
 
-    def _issue(self, request: KeyRequest, state: KeyState | None, models: tuple[str, ...]) -> Result:
-        """Issue a key or bring the issued one to the record's values. Every state write is
-        conditional on the state read, so a rotation's switch in between makes it start over."""
+    def _issue(
+        self,
+        request: KeyRequest,
+        state: KeyState | None,
+        models: tuple[str, ...],
+        status: RecordStatus = RecordStatus.ISSUED,
+    ) -> Result:
+        """Issue a key or bring the issued one to the record's values; the record gets `status`.
+        Every state write is conditional on the state read, so a rotation's switch in between makes
+        it start over."""
         ref = RecordRef(app_id=request.app_id, record_id=request.record_id)
         policy = self._config.team_catalog.get(request.team)
         assert policy is not None  # noqa: S101 - validated by the caller
@@ -329,9 +341,7 @@ class KeyProvisioner:
         ):
             revision = request.revision  # a retry after the write-back landed: keep its message
         else:
-            revision = self._write_if_changed(
-                request, status=RecordStatus.ISSUED, message=text, api_key=stored.api_key
-            )
+            revision = self._write_if_changed(request, status=status, message=text, api_key=stored.api_key)
         # Before the issued state: a retry after a failure here finds the state not yet issued.
         self._key_store.ensure_rotation(ref)
         self._state_store.put(

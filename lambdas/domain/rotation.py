@@ -99,6 +99,12 @@ class KeyRotator:
                 self._test(secret_id, token, versions)
             else:
                 self._finish(secret_id, token, versions)
+        except RotationRefusedError as error:
+            # A refused rotation ends here, and its new key (if it made one, perhaps just before a
+            # revoke) must not outlive it. After the switch, nothing holds the pending alias.
+            self._gateway.delete_keys([pending_alias(self._alias(versions.ref))])
+            self._report_failure(versions, error)
+            raise
         except Exception as error:
             # Any failure, whatever its kind, must reach the record; the step still fails after.
             self._report_failure(versions, error)
@@ -181,6 +187,9 @@ class KeyRotator:
                 or state.status != KeyStatus.ISSUED
                 or state.key_hash not in (old_key_hash, new_key_hash)
             ):
+                # Revoked (or revoked and issued anew) since the switch began: the new key goes, even
+                # if the update below brought it back after the revoke deleted it.
+                self._gateway.delete_key_with_hash(new_key_hash)
                 raise RotationRefusedError("the key was revoked or changed during the rotation")
             self._gateway.upsert_key(self._spec(ref, state, new_key, self._alias(ref)))
             try:

@@ -57,6 +57,10 @@ class Settings(BaseModel):
     alert_token_secret_id: str = ""
     alert_repeat_after_seconds: int = Field(default=7 * 86_400, ge=3600, le=90 * 86_400)
     queue_url: str = ""
+    # Worker: where a request rests after its last attempt, and the backoff between deliveries.
+    dead_letter_queue_url: str = ""
+    redelivery_base_seconds: int = Field(default=5, ge=1, le=900)
+    redelivery_max_seconds: int = Field(default=120, ge=1, le=43_200)
     state_table_name: str = Field(min_length=1)
     key_secret_prefix: str = Field(default="kintone-llm-keys/", pattern=r"^[A-Za-z0-9/_+=.@-]+/$")
     key_secret_kms_key_id: str = ""
@@ -96,6 +100,9 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "ALERT_TOKEN_SECRET_ID": "alert_token_secret_id",
     "ALERT_REPEAT_AFTER_SECONDS": "alert_repeat_after_seconds",
     "QUEUE_URL": "queue_url",
+    "DEAD_LETTER_QUEUE_URL": "dead_letter_queue_url",
+    "REDELIVERY_BASE_SECONDS": "redelivery_base_seconds",
+    "REDELIVERY_MAX_SECONDS": "redelivery_max_seconds",
     "STATE_TABLE_NAME": "state_table_name",
     "KEY_SECRET_PREFIX": "key_secret_prefix",
     "KEY_SECRET_KMS_KEY_ID": "key_secret_kms_key_id",

@@ -96,6 +96,10 @@ class WorkItem(BaseModel):
     trigger: Trigger
     received_at: float = Field(description="epoch seconds when the hint arrived, for time-to-key")
     reported_actor: str = Field(default="", description="user named by the webhook; unverified")
+    attempts: int = Field(
+        default=0, ge=0, description="failed attempts in earlier messages, when the worker re-queued it"
+    )
+    last_error: str = Field(default="", max_length=500, description="why the last attempt failed")
 
     @property
     def message_group_id(self) -> str:

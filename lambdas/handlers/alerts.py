@@ -16,9 +16,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from lambdas.adapters.credentials import secret_value
 from lambdas.adapters.observability import logger, metrics, tracer
 from lambdas.adapters.request_metrics import counts_kintone_requests
-from lambdas.adapters.wiring import budget_alerts, secret_value
+from lambdas.adapters.wiring import budget_alerts
 from lambdas.domain.alerts import AlertOutcome, BudgetAlert
 from lambdas.domain.redaction import redact
 from lambdas.domain.settings import load_settings

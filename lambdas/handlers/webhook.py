@@ -20,9 +20,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from lambdas.adapters.credentials import secret_value
 from lambdas.adapters.observability import logger, metrics, tracer
 from lambdas.adapters.sqs_work_queue import message_body
-from lambdas.adapters.wiring import secret_value, sqs_client
+from lambdas.adapters.wiring import sqs_client
 from lambdas.domain.redaction import redact
 from lambdas.domain.settings import load_settings
 from lambdas.domain.webhook_events import (

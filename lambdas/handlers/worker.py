@@ -1,12 +1,25 @@
 """SQS FIFO batch → converge each record. Partial-batch failures go back to the queue.
 
-A failing record raises, so SQS redelivers its message; on the last delivery before the DLQ the
-record is told why no key came.
+What becomes of each message of a batch:
+- converged: deleted (reported as a success);
+- failed, attempts left: reported as a failure, and made visible again after a backoff with jitter
+  (ChangeMessageVisibility), not after the queue's whole visibility timeout;
+- failed on its last attempt: the record is told why, and the message moves to the dead-letter queue;
+- not attempted (too little time left in the invocation, or held back behind a failure of its record
+  in the same batch, which FIFO order requires): sent again as a new message carrying its count of
+  attempts, so a delivery that was no attempt costs none of the request's attempts and never leads to
+  giving up on a record that was never tried.
+The same goes for giving up when too little time is left for it: it is left for the next delivery.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import random
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
@@ -15,15 +28,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.adapters.observability import logger, metrics, tracer
 from lambdas.adapters.request_metrics import counts_kintone_requests
-from lambdas.adapters.wiring import provisioner
+from lambdas.adapters.retries import set_invocation_deadline
+from lambdas.adapters.sqs_work_queue import SqsWorkQueue
+from lambdas.adapters.wiring import provisioner, sqs_client
 from lambdas.domain.provisioning import Outcome
 from lambdas.domain.redaction import redact
+from lambdas.domain.settings import load_settings
 from lambdas.domain.webhook_events import WorkItem
 
-# Must match the DLQ's maxReceiveCount, so the last attempt knows it is the last.
+# Attempts a request gets; the DLQ's maxReceiveCount is the same, as the backstop for invocations
+# that die before they can report (a message's receives are never fewer than its attempts).
 MAX_RECEIVE_COUNT = 5
 # Time one record may need in the worst case: a few calls, each up to HTTP_TIMEOUT_SECONDS.
 TIME_RESERVE_MS = 15_000
+# Kept free of retries for what follows a failure: telling the record, re-queueing, parking.
+GIVE_UP_RESERVE_MS = 10_000
 UNSIGNED_WEBHOOK = "unsigned kintone webhook, not verified"
 
 # A FIFO batch holds several message groups (records); one record's failure must not hold back others.
@@ -43,20 +62,52 @@ _OUTCOME_METRICS = {
 }
 
 
+class NotAttemptedError(RuntimeError):
+    """The record was left for a later delivery; this delivery was no attempt."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    visible_after_seconds: int
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Send again as a new message carrying `item` (its attempts so far)."""
+
+    item: WorkItem
+
+
+@dataclass(frozen=True)
+class Park:
+    item: WorkItem
+
+
+# What this invocation decided for each failed message, by message id (one invocation at a time).
+_decisions: dict[str, Retry | Requeue | Park] = {}
+
+
 @tracer.capture_method(capture_response=False)
 def converge_record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     item = WorkItem.model_validate_json(record.body)
     receive_count = int(record.attributes.approximate_receive_count or 1)
+    attempt = item.attempts + receive_count
+    if attempt > MAX_RECEIVE_COUNT:
+        # Its last attempt failed when too little time was left to give up; that is done now.
+        _give_up(record, item, lambda_context, attempts=MAX_RECEIVE_COUNT, reason=item.last_error)
+        raise NotAttemptedError("gave up after the last attempt")
+    if _millis_left(lambda_context) < TIME_RESERVE_MS:
+        _decisions[record.message_id] = Requeue(item.model_copy(update={"attempts": attempt - 1}))
+        raise NotAttemptedError("too little time left in this invocation")
     try:
-        _ensure_time_left(lambda_context)
         result = provisioner().converge(item)
-    except Exception as error:  # any failure: SQS redelivers it; the last attempt tells the record why
+    except Exception as error:  # any failure: retried later; the last attempt tells the record why
         metrics.add_metric(name="ProcessingErrors", unit=MetricUnit.Count, value=1)
-        if receive_count >= MAX_RECEIVE_COUNT:
-            logger.error(
-                "giving up after retries", extra={"record": item.message_group_id, "reason": str(error)}
-            )
-            _tell_the_record(item, redact(str(error)))
+        reason = redact(str(error))[:500]
+        if attempt >= MAX_RECEIVE_COUNT:
+            _give_up(record, item, lambda_context, attempts=attempt, reason=reason)
+        else:
+            _decisions[record.message_id] = Retry(redelivery_delay(attempt))
         raise
     metrics.add_metric(name=_OUTCOME_METRICS[result.outcome], unit=MetricUnit.Count, value=1)
     if not result.notified:
@@ -75,9 +126,39 @@ def converge_record(record: SQSRecord, lambda_context: LambdaContext | None = No
             "team": result.team,
             "requested_by": result.requested_by,
             "receive_count": receive_count,
+            "attempt": attempt,
             **_reported_actor(item),
         },
     )
+
+
+def redelivery_delay(attempt: int) -> int:
+    """Seconds until the next delivery after failed attempt `attempt` (1-based): exponential, with
+    equal jitter so that records failing together do not all come back at once."""
+    settings = load_settings()
+    bound = min(settings.redelivery_max_seconds, settings.redelivery_base_seconds * 2 ** (attempt - 1))
+    return math.ceil(bound / 2 + random.uniform(0, bound / 2))  # noqa: S311 - not crypto
+
+
+def _give_up(
+    record: SQSRecord, item: WorkItem, lambda_context: LambdaContext | None, *, attempts: int, reason: str
+) -> None:
+    """Tell the record, then park the request; with too little time left for the calls that takes,
+    leave it for the next delivery, which starts here."""
+    if _millis_left(lambda_context) < GIVE_UP_RESERVE_MS:
+        spent = item.model_copy(update={"attempts": max(item.attempts, attempts), "last_error": reason})
+        _decisions[record.message_id] = Requeue(spent)
+        return
+    logger.error("giving up after retries", extra={"record": item.message_group_id, "reason": reason})
+    try:
+        provisioner().report_gave_up(item, attempts, reason)
+    except Exception:  # noqa: BLE001 - kintone may be what failed; the DLQ alarm still tells operators
+        logger.exception("could not write the failure to the record", extra={"record": item.message_group_id})
+    _decisions[record.message_id] = Park(item.model_copy(update={"attempts": attempts, "last_error": reason}))
+
+
+def _millis_left(lambda_context: LambdaContext | None) -> int:
+    return lambda_context.get_remaining_time_in_millis() if lambda_context is not None else 1 << 31
 
 
 def _reported_actor(item: WorkItem) -> dict[str, dict[str, str]]:
@@ -88,18 +169,68 @@ def _reported_actor(item: WorkItem) -> dict[str, dict[str, str]]:
     return {"reported_deleted_by": {"user": item.reported_actor, "source": UNSIGNED_WEBHOOK}}
 
 
-def _ensure_time_left(lambda_context: LambdaContext | None) -> None:
-    """Starting a record too near the timeout would fail the whole batch unreported; SQS hands the
-    record over again soon instead."""
-    if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < TIME_RESERVE_MS:
-        raise TimeoutError("too little time left in this invocation")
+def _settle(event: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    """Carry out the decisions for the failed messages; those moved elsewhere are reported done."""
+    failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+    requeue: list[tuple[SQSRecord, WorkItem]] = []
+    park: list[tuple[SQSRecord, WorkItem]] = []
+    for raw in event["Records"]:
+        record = SQSRecord(raw)
+        if record.message_id not in failed:
+            continue
+        decision = _decisions.get(record.message_id)
+        if isinstance(decision, Retry):
+            _delay(record, decision.visible_after_seconds)
+        elif isinstance(decision, Park):
+            park.append((record, decision.item))
+        elif isinstance(decision, Requeue):
+            requeue.append((record, decision.item))
+        else:  # held back behind a failure of its record: this delivery was no attempt
+            item = WorkItem.model_validate_json(record.body)
+            receive_count = int(record.attributes.approximate_receive_count or 1)
+            requeue.append((record, item.model_copy(update={"attempts": item.attempts + receive_count - 1})))
+    settings = load_settings()
+    moved = _send(requeue, lambda record: record.queue_url, "requeue")
+    moved |= _send(park, lambda _record: settings.dead_letter_queue_url, "park")
+    for metric, entries in (("MessagesRequeued", requeue), ("RequestsParked", park)):
+        if entries:
+            metrics.add_metric(name=metric, unit=MetricUnit.Count, value=len(entries))
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in sorted(failed - moved)]}
 
 
-def _tell_the_record(item: WorkItem, reason: str) -> None:
+def _delay(record: SQSRecord, seconds: int) -> None:
     try:
-        provisioner().report_gave_up(item, MAX_RECEIVE_COUNT, reason)
-    except Exception:  # noqa: BLE001 - kintone may be what failed; the DLQ alarm still tells operators
-        logger.exception("could not write the failure to the record", extra={"record": item.message_group_id})
+        sqs_client().change_message_visibility(
+            QueueUrl=record.queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=seconds
+        )
+    except Exception:  # noqa: BLE001 - the message still comes back, after the queue's visibility timeout
+        logger.exception("could not delay a failed message", extra={"message_id": record.message_id})
+
+
+def _send(entries: list[tuple[SQSRecord, WorkItem]], queue_url_of: Any, purpose: str) -> set[str]:
+    """Send each item as a new message of its record's group; the message ids that were sent."""
+    if not entries:
+        return set()
+    by_queue: dict[str, list[tuple[SQSRecord, WorkItem]]] = {}
+    for record, item in entries:
+        by_queue.setdefault(queue_url_of(record), []).append((record, item))
+    sent: set[str] = set()
+    for queue_url, batch in by_queue.items():
+        try:
+            SqsWorkQueue(sqs_client(), queue_url).enqueue(
+                # Unique per delivery: a repeat after a lost answer is dropped as a duplicate.
+                [(item, _dedup_id(record, purpose)) for record, item in batch]
+            )
+        except Exception:  # noqa: BLE001 - left as failures, SQS delivers them again; an attempt is lost
+            logger.exception("could not send messages on", extra={"purpose": purpose, "count": len(batch)})
+            continue
+        sent.update(record.message_id for record, _item in batch)
+    return sent
+
+
+def _dedup_id(record: SQSRecord, purpose: str) -> str:
+    receive_count = record.attributes.approximate_receive_count or "1"
+    return hashlib.sha256(f"{purpose}:{record.message_id}:{receive_count}".encode()).hexdigest()
 
 
 @logger.inject_lambda_context
@@ -107,6 +238,10 @@ def _tell_the_record(item: WorkItem, reason: str) -> None:
 @metrics.log_metrics
 @counts_kintone_requests
 def handler(event: dict, context: LambdaContext) -> dict:
-    return process_partial_response(
+    _decisions.clear()
+    # Retries inside the invocation stop early enough to leave time for what follows a failure.
+    set_invocation_deadline((context.get_remaining_time_in_millis() - GIVE_UP_RESERVE_MS) / 1000)
+    response = process_partial_response(
         event=event, record_handler=converge_record, processor=processor, context=context
     )
+    return _settle(event, response)

@@ -1,18 +1,20 @@
 """Emulator-only endpoints under ``/_emulator/``: settings, screen actions, waits, faults, reset.
 
-They take no credentials: they stand for what a person does in kintone's screens and what a test
-needs to watch, and the emulator listens on 127.0.0.1 only.
+They take no credentials: they are what a test needs to watch and steer, and the emulator listens
+on 127.0.0.1 only. The one screen action, deleting records (which fires DELETE_RECORD, as no REST
+delete does), takes the user's kintone credentials and their permissions, like the REST API.
 """
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .directory import API_TOKEN_USER
 from .errors import KintoneError
-from .params import id_list, int_param, json_object, query_int, revision_param, user_from, wait_seconds
+from .params import id_list, int_param, json_object, query_int, wait_seconds
+from .permissions import Access
 from .records import RecordCondition, RecordStore
 from .rest_api import check_app
 from .server import Response
@@ -34,8 +36,15 @@ def _done(action: Callable[[], None]) -> Response:
 
 
 class AdminApi:
-    def __init__(self, emulator: KintoneEmulator, store: RecordStore, dispatcher: WebhookDispatcher) -> None:
+    def __init__(
+        self,
+        emulator: KintoneEmulator,
+        store: RecordStore,
+        dispatcher: WebhookDispatcher,
+        access_of: Callable[[Mapping[str, str]], Access],
+    ) -> None:
         self._emulator = emulator
+        self._access_of = access_of  # who a request's kintone credentials sign in as
         self._app_id = emulator.app_id
         self._store = store
         self._dispatcher = dispatcher
@@ -43,13 +52,12 @@ class AdminApi:
             ("GET", "/_emulator/health"): self._health,
             ("GET", "/_emulator/config"): lambda _query, _body: Response(200, emulator.settings()),
             ("POST", "/_emulator/config"): lambda _query, body: Response(200, emulator.configure(**body)),
-            ("POST", "/_emulator/records/save"): self._save_record,
-            ("POST", "/_emulator/records/delete"): self._delete_records,
             ("GET", "/_emulator/records/wait"): self._wait_record,
             ("GET", "/_emulator/webhooks"): lambda _query, _body: Response(
                 200, {"notifications": dispatcher.log()}
             ),
             ("GET", "/_emulator/webhooks/wait"): self._wait_webhooks,
+            ("GET", "/_emulator/requests"): lambda _query, _body: Response(200, emulator.request_counts()),
             ("POST", "/_emulator/faults"): lambda _query, body: Response(
                 200, {"faults": emulator.add_fault(**body)}
             ),
@@ -58,17 +66,12 @@ class AdminApi:
                 emulator.release_delayed_requests
             ),
             ("POST", "/_emulator/reset"): lambda _query, _body: _done(emulator.reset),
-            ("GET", "/_emulator/requests"): lambda query, _body: Response(
-                200,
-                {
-                    "app": query.get("app", ""),
-                    "count": emulator.request_counter.count(query.get("app", ""), query.get("day")),
-                },
-            ),
         }
 
-    def handle(self, method: str, path: str, query: str, body: bytes) -> Response:
+    def handle(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> Response:
         route = self._routes.get((method, path))
+        if (method, path) == ("POST", "/_emulator/records/delete"):
+            route = functools.partial(self._delete_records, headers=headers)
         if route is None:
             return Response(404, {"error": f"no such emulator endpoint: {method} {path}"})
         try:
@@ -89,24 +92,17 @@ class AdminApi:
             },
         )
 
-    def _save_record(self, _query: dict[str, str], body: dict[str, Any]) -> Response:
+    def _delete_records(
+        self, _query: dict[str, str], body: dict[str, Any], *, headers: Mapping[str, str]
+    ) -> Response:
+        """A user deletes records from the kintone screen: with their password, bound by permissions."""
+        access = self._access_of(headers)
         check_app(self._app_id, body)
-        user = user_from(body.get("user"), API_TOKEN_USER)
-        record = body.get("record") or {}
-        if body.get("id") is None:
-            record_id, revision = self._store.add(record, user, notify=True)
-        else:
-            record_id = int_param(body, "id")
-            expected_revision = revision_param(body.get("revision"), "revision")
-            revision = self._store.update(record_id, expected_revision, record, user, notify=True)
-        return Response(200, {"id": str(record_id), "revision": str(revision)})
-
-    def _delete_records(self, _query: dict[str, str], body: dict[str, Any]) -> Response:
-        check_app(self._app_id, body)
-        user = user_from(body.get("user"), API_TOKEN_USER)
         ids = id_list(body.get("ids"), "ids")
         # One screen delete after another: each one fires its own DELETE_RECORD.
-        self._store.delete_many(ids, [None] * len(ids), user, notify=True)
+        self._store.delete_many(
+            ids, [None] * len(ids), access.caller.user, notify=True, allowed=access.allowed
+        )
         return Response(200, {"ok": True})
 
     def _wait_record(self, query: dict[str, str], _body: dict[str, Any]) -> Response:

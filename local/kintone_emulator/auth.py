@@ -12,7 +12,6 @@ import binascii
 import dataclasses
 import hmac
 import logging
-import urllib.parse
 from collections.abc import Iterable, Mapping
 
 from .directory import API_TOKEN_USER, USER_API_SCOPES, Directory, DirectoryUser, User
@@ -73,10 +72,6 @@ class Authenticator:
         self._api_tokens = frozenset(api_tokens) | self._manage_tokens
 
     def kintone_caller(self, headers: Mapping[str, str]) -> Caller:
-        acting_user = headers.get("X-Emulator-User")
-        if acting_user:
-            name = urllib.parse.unquote(headers.get("X-Emulator-User-Name") or "") or acting_user
-            return Caller(User(acting_user, name), None)
         password_header = headers.get("X-Cybozu-Authorization")
         if password_header is not None:
             user = self._signed_in(password_header)

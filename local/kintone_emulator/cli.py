@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reject_unknown_fields=args.reject_unknown_fields,
     )
     if not args.api_token and not args.app_management_token:
-        logger.warning("no --api-token: only requests with X-Emulator-User can use the REST API")
+        logger.warning("no --api-token: only users of the --directory can use the REST API")
     stop_requested = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop_requested.set())

@@ -21,7 +21,7 @@ from .params import (
 )
 from .permissions import Access
 from .records import DELETE_KEY_STYLES, RecordCondition, RecordMatch, RecordStore
-from .request_count import RequestCounter
+from .request_counter import RequestCounter, app_of
 from .rest_api import RecordApi
 from .schema import DEFAULT_SCHEMA, AppSchema
 from .server import EmulatorHTTPServer, Response, url_host
@@ -33,23 +33,25 @@ logger = logging.getLogger("kintone_emulator")
 
 
 class KintoneEmulator:
-    """One kintone app behind an HTTP server on 127.0.0.1.
+    """One kintone app and its cybozu.com directory behind an HTTP server on 127.0.0.1.
 
-    REST API (auth ``X-Cybozu-API-Token``, or the emulator-only ``X-Emulator-User: code`` and
-    optional percent-encoded ``X-Emulator-User-Name`` to act as a user saving from the kintone screen):
-    ``GET/POST/PUT /k/v1/record.json``, ``GET/POST/PUT/DELETE /k/v1/records.json``,
-    ``POST /k/v1/record/comment.json``, ``GET /k/v1/record/comments.json``.
+    kintone REST API, with ``X-Cybozu-API-Token`` (an app token; bypasses permissions; attributed to
+    "Administrator") or ``X-Cybozu-Authorization: base64(login:password)`` (a directory user, bound
+    by the app's and the records' permissions): ``GET/POST/PUT /k/v1/record.json``,
+    ``GET/POST/PUT/DELETE /k/v1/records.json``, ``POST /k/v1/record/comment.json``,
+    ``GET /k/v1/record/comments.json``; app settings (``settings_api``): form fields, record and app
+    permissions, deploy. User API under ``/v1/`` (``user_api``).
 
-    Admin endpoints (no auth): ``GET /_emulator/health``; ``GET|POST /_emulator/config``
-    ``{webhook_url?, webhook_rate_per_minute?, webhook_enabled?, delete_notification_keys?}``;
-    ``POST /_emulator/records/save {app, id?, revision?, record, user?}`` and
-    ``POST /_emulator/records/delete {app, ids, user?}`` (screen saves and deletes, with webhooks);
+    Emulator endpoints (no auth): ``GET /_emulator/health``; ``GET|POST /_emulator/config``
+    ``{webhook_url?, webhook_rate_per_minute?, webhook_enabled?, delete_notification_keys?,
+    deploy_seconds?, fail_next_deploy?}``; ``POST /_emulator/records/delete {app, ids}`` (a screen
+    delete, with DELETE_RECORD webhooks; takes the user's kintone credentials);
     ``GET /_emulator/records/wait?app=&id=&field=&nonempty=true&equals=&revision_gt=&timeout=``;
     ``GET /_emulator/webhooks``, ``GET /_emulator/webhooks/wait?count=&timeout=``;
-    ``POST /_emulator/faults {path_prefix, method?, status?, code?, message?, count?, delay_seconds?}``,
-    ``POST /_emulator/faults/release``, ``DELETE /_emulator/faults``; ``POST /_emulator/reset``;
-    ``GET /_emulator/requests?app=&day=YYYY-MM-DD`` (REST requests naming the app in a kintone day,
-    which starts at 9:00 JST; today by default).
+    ``GET /_emulator/requests`` (REST requests per app and kintone day, see ``request_counter``);
+    ``POST /_emulator/faults {path_prefix (/k/v1/ or /v1/), method?, status?, code?, message?, count?,
+    delay_seconds?, truncate_to?}``, ``POST /_emulator/faults/release``, ``DELETE /_emulator/faults``;
+    ``POST /_emulator/reset``.
     """
 
     def __init__(
@@ -90,17 +92,17 @@ class KintoneEmulator:
             user_name=self._user_name,
         )
         self._faults = FaultInjector()
+        self._requests = RequestCounter()
         self._gate = ConcurrencyGate(max_concurrent_requests)
-        self.request_counter = RequestCounter()
         self._server: EmulatorHTTPServer | None = None
         self._server_thread: threading.Thread | None = None
         self._base_url: str | None = None
         self._app_creator = app_creator
         self._settings = AppSettings(schema, on_deploy=self._store.set_schema)
-        self._record_api = RecordApi(self.app_id, self._store)
+        self._record_api = RecordApi(self.app_id, self._store, self.directory)
         self._settings_api = SettingsApi(self.app_id, self._settings)
         self._user_api = UserApi(self.directory)
-        self._admin_api = AdminApi(self, self._store, self._dispatcher)
+        self._admin_api = AdminApi(self, self._store, self._dispatcher, self._access)
 
     def _user_name(self, code: str) -> str | None:
         user = self.directory.user(code)
@@ -165,7 +167,7 @@ class KintoneEmulator:
         return self._store.peek(record_id)
 
     def comments(self, record_id: int) -> list[dict[str, Any]]:
-        """The record's comments, oldest first."""
+        """The record's comments, oldest first, each with `notified`: whom kintone would notify."""
         return self._store.comments_of(record_id)
 
     def webhook_log(self) -> list[dict[str, Any]]:
@@ -236,12 +238,18 @@ class KintoneEmulator:
     def release_delayed_requests(self) -> None:
         self._faults.release()
 
+    def request_counts(self) -> dict[str, Any]:
+        """REST requests received per app and kintone day (from 09:00 JST), and User API requests per
+        day: ``{"apps": {app: {day: {"total", "by_api"}}}, "user_api": {day: n}}``."""
+        return self._requests.as_json()
+
     def reset(self) -> None:
-        """Forgets records, comments, the webhook log and faults; record ids start at 1 again."""
+        """Forgets records, comments, the webhook log, faults and request counts; record ids start at
+        1 again. The app's settings and the directory stay."""
+        self._requests.reset()
         self._store.reset()
         self._dispatcher.reset()
         self._faults.clear()
-        self.request_counter.reset()
 
     def wait_for_in_flight(self, count: int, timeout: float = DEFAULT_WAIT_SECONDS) -> bool:
         """Whether ``count`` REST requests were being served at once within ``timeout``."""
@@ -252,20 +260,20 @@ class KintoneEmulator:
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
         split = urllib.parse.urlsplit(target)
         if split.path.startswith("/_emulator/"):
-            return self._admin_api.handle(method, split.path, split.query, body)
+            return self._admin_api.handle(method, split.path, split.query, headers, body)
         override = headers.get("X-HTTP-Method-Override")
         if method == "POST" and override:  # kintone's way round long URLs: a GET sent as a POST
             method = override.strip().upper()
         if split.path.startswith("/k/v1/"):
             return self._handle_kintone(method, split.path, split.query, headers, body)
         if split.path.startswith("/v1/"):
+            self._requests.count_user_api()
             return self._serve(method, split.path, split.query, headers, body, self._serve_user_api)
         return Response(404, {"error": f"no such path: {split.path}"})
 
     def _handle_kintone(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> Response:
-        self._count_request(query, body)
         running = self._gate.try_enter()
         if running is None:
             response = error_response(
@@ -273,6 +281,7 @@ class KintoneEmulator:
             )
             running = self._gate.limit + 1
         else:
+            self._count_kintone_request(method, path, query, body)
             try:
                 response = self._serve(method, path, query, headers, body, self._serve_kintone)
             finally:
@@ -281,14 +290,13 @@ class KintoneEmulator:
         response.headers["X-ConcurrencyLimit-Running"] = str(running)
         return response
 
-    def _count_request(self, query: str, body: bytes) -> None:
-        """Every request naming an app counts, refused or failed ones too, as it does for kintone."""
+    def _count_kintone_request(self, method: str, path: str, query: str, body: bytes) -> None:
         try:
-            app = request_params(query, body).get("app")
-        except KintoneError:  # a malformed body names no app it could be counted against
+            app = app_of(request_params(query, body))
+        except KintoneError:  # a body that is not JSON names no app; the request answers the error
             return
-        if isinstance(app, (str, int)) and not isinstance(app, bool):
-            self.request_counter.record(str(app))
+        if app is not None:
+            self._requests.count_kintone(app, f"{method} {path}")
 
     def _serve(
         self,
@@ -310,11 +318,15 @@ class KintoneEmulator:
     def _serve_kintone(
         self, method: str, path: str, headers: Mapping[str, str], params: dict[str, Any]
     ) -> dict[str, Any]:
-        caller = self._authenticator.kintone_caller(headers)
+        access = self._access(headers)
         route = self._record_api.routes.get((method, path)) or self._settings_api.routes.get((method, path))
         if route is None:
             raise KintoneError(404, "EMULATOR_NOT_IMPLEMENTED", f"The emulator has no API {method} {path}.")
-        return route(params, Access(caller, self._settings.live(), self.directory, self._app_creator))
+        return route(params, access)
+
+    def _access(self, headers: Mapping[str, str]) -> Access:
+        caller = self._authenticator.kintone_caller(headers)
+        return Access(caller, self._settings.live(), self.directory, self._app_creator)
 
     def _serve_user_api(
         self, method: str, path: str, headers: Mapping[str, str], params: dict[str, Any]

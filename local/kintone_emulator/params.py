@@ -8,7 +8,6 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from .directory import User
 from .errors import KintoneError, invalid_param
 
 MAX_WAIT_SECONDS = 120.0
@@ -86,17 +85,6 @@ def id_list(value: Any, key: str) -> list[int]:
     if not isinstance(value, list) or not value:
         raise invalid_param(key, "Required field.")
     return [_int_value(item, f"{key}[{index}]") for index, item in enumerate(value)]
-
-
-def user_from(value: Any, default: User) -> User:
-    if value is None:
-        return default
-    if isinstance(value, str) and value:
-        return User(value, value)
-    if isinstance(value, dict) and isinstance(value.get("code"), str) and value["code"]:
-        name = value.get("name")
-        return User(value["code"], name if isinstance(name, str) and name else value["code"])
-    raise ValueError('user must be a login name or {"code": ..., "name": ...}')
 
 
 def wait_seconds(query: Mapping[str, str]) -> float:

@@ -50,6 +50,7 @@ class StoredComment:
     created_at: float
     creator: User
     mentions: tuple[tuple[str, str], ...]  # (code, type)
+    notified: tuple[str, ...] = ()  # the users kintone would notify; not part of the API's answer
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -224,12 +225,15 @@ class RecordStore:
         mentions: Sequence[tuple[str, str]],
         user: User,
         *,
+        notified: Sequence[str] = (),
         allowed: Allowed = allow_all,
     ) -> int:
         with self._cond:
             self._existing(record_id, allowed, "view")
             comments = self._comments.setdefault(record_id, [])
-            comment = StoredComment(len(comments) + 1, text, time.time(), user, tuple(mentions))
+            comment = StoredComment(
+                len(comments) + 1, text, time.time(), user, tuple(mentions), tuple(notified)
+            )
             comments.append(comment)
             payload = {
                 "type": "ADD_RECORD_COMMENT",
@@ -284,8 +288,12 @@ class RecordStore:
             return [self._api_record(self._records[record_id]) for record_id in sorted(self._records)]
 
     def comments_of(self, record_id: int) -> list[dict[str, Any]]:
+        """The record's comments, each with ``notified``: whom kintone would have notified."""
         with self._cond:
-            return [comment.as_json() for comment in self._comments.get(record_id, [])]
+            return [
+                {**comment.as_json(), "notified": list(comment.notified)}
+                for comment in self._comments.get(record_id, [])
+            ]
 
     def list_comments(
         self, record_id: int, order: str, offset: int, limit: int, *, allowed: Allowed = allow_all

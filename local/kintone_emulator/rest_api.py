@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .directory import Directory
 from .errors import KintoneError, invalid_param
 from .params import id_list, int_param, revision_param
 from .permissions import Access
@@ -16,6 +17,7 @@ MAX_COMMENTS_PER_READ = 10
 MAX_COMMENT_LENGTH = 65_535
 MAX_MENTIONS = 10
 MENTION_TYPES = frozenset({"USER", "GROUP", "ORGANIZATION"})
+GUEST_PREFIX = "guest/"  # how kintone names a guest user in a mention
 
 Route = Callable[[dict[str, Any], Access], dict[str, Any]]
 
@@ -29,9 +31,10 @@ def check_app(app_id: str, params: Mapping[str, Any]) -> None:
 class RecordApi:
     """The record, records and comment endpoints of one app, over its record store."""
 
-    def __init__(self, app_id: str, store: RecordStore) -> None:
+    def __init__(self, app_id: str, store: RecordStore, directory: Directory) -> None:
         self._app_id = app_id
         self._store = store
+        self._directory = directory
         self.routes: dict[tuple[str, str], Route] = {
             ("GET", "/k/v1/record.json"): self._get_record,
             ("POST", "/k/v1/record.json"): self._add_record,
@@ -157,9 +160,31 @@ class RecordApi:
                 )
             parsed_mentions.append((mention["code"], mention.get("type", "USER")))
         comment_id = self._store.add_comment(
-            record_id, text, parsed_mentions, access.caller.user, allowed=access.allowed
+            record_id,
+            text,
+            parsed_mentions,
+            access.caller.user,
+            notified=self._notified(parsed_mentions),
+            allowed=access.allowed,
         )
         return {"id": str(comment_id)}
+
+    def _notified(self, mentions: list[tuple[str, str]]) -> list[str]:
+        """Whom kintone notifies: mentioned users who are active. A suspended or deleted user, an
+        organization or a group gets nothing, and the comment is posted all the same; a guest user,
+        who is not invited to this app (it is in no guest space), is refused."""
+        notified = []
+        for index, (code, kind) in enumerate(mentions):
+            if kind != "USER":
+                continue
+            user = self._directory.user(code)
+            if code.startswith(GUEST_PREFIX) or (user is not None and user.guest):
+                raise invalid_param(
+                    f"comment.mentions[{index}].code", "The guest user is not a member of this app's space."
+                )
+            if user is not None and user.valid and code not in notified:
+                notified.append(code)
+        return notified
 
     def _get_comments(self, params: dict[str, Any], access: Access) -> dict[str, Any]:
         check_app(self._app_id, params)

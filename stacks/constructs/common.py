@@ -29,7 +29,12 @@ def data_removal_policy(settings: EnvironmentSettings) -> RemovalPolicy:
 
 
 def log_group(
-    scope: Construct, construct_id: str, settings: EnvironmentSettings, *, name: str | None = None
+    scope: Construct,
+    construct_id: str,
+    settings: EnvironmentSettings,
+    *,
+    name: str | None = None,
+    removal_policy: RemovalPolicy | None = None,
 ) -> logs.LogGroup:
     """A log group with the environment's retention, so no log is kept forever by default."""
     return logs.LogGroup(
@@ -37,7 +42,7 @@ def log_group(
         construct_id,
         log_group_name=name,
         retention=_RETENTION_BY_DAYS[settings.log_retention_days],
-        removal_policy=data_removal_policy(settings),
+        removal_policy=removal_policy or data_removal_policy(settings),
     )
 
 

@@ -38,13 +38,17 @@ class GatewayDatabase(Construct):
             allow_all_outbound=False,
         )
         cluster_identifier = f"{settings.resource_prefix}-litellm"
-        # Created here rather than by RDS so the PostgreSQL log gets the environment's retention.
+        # Created here rather than by RDS so the PostgreSQL log gets the environment's retention. Its
+        # name is fixed by RDS, so it is removed with the stack: a retained one would block a retry.
         postgresql_log = log_group(
-            self, "PostgresqlLog", settings, name=f"/aws/rds/cluster/{cluster_identifier}/postgresql"
+            self,
+            "PostgresqlLog",
+            settings,
+            name=f"/aws/rds/cluster/{cluster_identifier}/postgresql",
+            removal_policy=RemovalPolicy.DESTROY,
         )
         self.credentials = rds.Credentials.from_generated_secret(
             DATABASE_USER,
-            secret_name=settings.secret_name("database-credentials"),
             encryption_key=encryption_key,
             exclude_characters=_URL_UNSAFE_CHARACTERS,
         )

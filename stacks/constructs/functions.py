@@ -3,7 +3,9 @@
 Every function has its own role with only the statements written here (no AWS managed policy), and
 each grant is an API call its code makes (lambdas/adapters):
 - webhook: read the webhook token secret, send to the queue.
-- worker: consume the queue; read the kintone and LiteLLM secrets; get and put its record's state;
+- worker: consume the queue (receive, delete, change a message's visibility for backoff), send on to
+  it what it did not attempt and park what used its last attempt in the dead-letter queue; read the
+  kintone and LiteLLM secrets; get and put its record's state;
   create, read, restore, void and delete key secrets under the key prefix, turn on and request their
   rotation (and so invoke the rotator, as AWS requires of RotateSecret's caller); assume the audit role.
 - reconciler: read the kintone and LiteLLM secrets; get and put its cursor and read states, query
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -37,6 +40,7 @@ from constructs import Construct
 
 from stacks.config import EnvironmentSettings
 from stacks.constructs.common import acknowledge, log_group
+from stacks.constructs.egress import ca_bundle_layer, egress_environment
 from stacks.constructs.network import private_subnets
 from stacks.constructs.queue import ProvisioningQueue
 from stacks.constructs.secrets import ProvisioningSecrets
@@ -219,7 +223,9 @@ class ProvisioningFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(settings),
             "LOG_LEVEL": "INFO",
+            **egress_environment(settings, urlsplit(gateway.base_url).hostname),
         }
+        self._layers = [layer] if (layer := ca_bundle_layer(self, "CaBundle", settings)) else None
 
         self.webhook = self._function(WEBHOOK, environment)
         self.worker = self._function(WORKER, environment)
@@ -241,6 +247,8 @@ class ProvisioningFunctions(Construct):
         # The worker turns on rotation for each key secret it creates.
         self.worker.add_environment("ROTATOR_FUNCTION_ARN", self.rotator.function_arn)
         self.worker.add_environment("ROTATION_DAYS", str(settings.key_rotation_days))
+        # Where the worker parks a request after its last attempt.
+        self.worker.add_environment("DEAD_LETTER_QUEUE_URL", queue.dead_letter_queue.queue_url)
         self.rotator.add_environment("ROTATION_GRACE_SECONDS", str(settings.rotation_grace_seconds))
         for variable, value in (
             ("RECONCILE_LOOKBACK_SECONDS", settings.reconcile_lookback_seconds),
@@ -263,6 +271,11 @@ class ProvisioningFunctions(Construct):
                 max_concurrency=settings.worker_max_concurrency,
             )
         )
+        # The worker delays a failed message (ChangeMessageVisibility, granted with the event source's
+        # consume permissions), sends a message it did not attempt on as a new one, and parks a request
+        # that used its last attempt in the dead-letter queue.
+        self._allow_send(self.worker, queue)
+        self._allow_send(self.worker, queue, dead_letters=True)
         for function in (self.worker, self.reconciler, self.rotator, self.spend_sync, self.alerts):
             self._allow_secret_read(function, secrets.kintone_api_token)
             self._allow_secret_read(function, secrets.litellm_master_key)
@@ -361,6 +374,7 @@ class ProvisioningFunctions(Construct):
             else None,
             # Invocations are retried by the queue or the next schedule, not by Lambda's async retries.
             retry_attempts=0,
+            layers=self._layers,
         )
         acknowledge(
             function,
@@ -422,9 +436,12 @@ class ProvisioningFunctions(Construct):
                 self._key_use(secret.encryption_key, ["kms:Decrypt"], "secretsmanager")
             )
 
-    def _allow_send(self, function: lambda_.Function, queue: ProvisioningQueue) -> None:
+    def _allow_send(
+        self, function: lambda_.Function, queue: ProvisioningQueue, *, dead_letters: bool = False
+    ) -> None:
+        target = queue.dead_letter_queue if dead_letters else queue.queue
         function.add_to_role_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue.queue_arn])
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[target.queue_arn])
         )
         function.add_to_role_policy(
             self._key_use(self._data_key, ["kms:GenerateDataKey", "kms:Decrypt"], "sqs")

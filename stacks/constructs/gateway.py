@@ -7,12 +7,15 @@ Tasks also leave on 443 only: image pulls, Secrets Manager, CloudWatch Logs, S3 
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
@@ -29,6 +32,8 @@ from stacks.constructs.common import (
     server_access_logs_bucket,
 )
 from stacks.constructs.database import DATABASE_NAME, GatewayDatabase
+from stacks.constructs.master_key import MasterKeySecret
+from stacks.constructs.metrics_agent import MetricsAgent
 from stacks.constructs.network import private_subnets
 from stacks.litellm_config import LiteLLMConfig
 
@@ -36,22 +41,23 @@ LITELLM_PORT = 4000
 HTTPS_PORT = 443
 # Answers without touching the database, so a database blip does not drain every task from the ALB.
 HEALTH_CHECK_PATH = "/health/liveliness"
+ADMIN_UI_USERNAME = "llm-admin"
 
 
 def generated_secret(
     scope: Construct,
     construct_id: str,
     *,
-    name: str,
     description: str,
     key: kms.IKey,
     removal_policy: RemovalPolicy,
 ) -> secretsmanager.Secret:
-    """A random 64-character secret created by Secrets Manager: its value never passes through CDK."""
+    """A random 64-character secret created by Secrets Manager: its value never passes through CDK.
+
+    No fixed name: a secret retained by a failed first deploy must not collide with the retry's."""
     return secretsmanager.Secret(
         scope,
         construct_id,
-        secret_name=name,
         description=description,
         encryption_key=key,
         generate_secret_string=secretsmanager.SecretStringGenerator(
@@ -70,6 +76,7 @@ class LiteLLMGateway(Construct):
         settings: EnvironmentSettings,
         vpc: ec2.IVpc,
         litellm_config: LiteLLMConfig,
+        code: lambda_.Code,
     ) -> None:
         super().__init__(scope, construct_id)
         gateway = settings.gateway
@@ -79,24 +86,39 @@ class LiteLLMGateway(Construct):
         self.key = rotating_key(
             self, "Key", f"{settings.resource_prefix}: LiteLLM gateway secrets and database storage"
         )
-        self.master_key_secret = generated_secret(
+        master_key = MasterKeySecret(
             self,
             "MasterKey",
-            name=settings.secret_name("litellm-master-key"),
-            description="LiteLLM master key: admin API and admin UI login",
+            settings=settings,
             key=self.key,
+            code=code,
+            removal_policy=data_removal_policy(settings),
+        )
+        self.master_key_secret = master_key.secret
+        # The admin UI's own login (UI_USERNAME / UI_PASSWORD), so operators never hold the master key.
+        self.ui_credentials_secret = secretsmanager.Secret(
+            self,
+            "AdminUiCredentials",
+            description="LiteLLM admin UI login: username and password",
+            encryption_key=self.key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({"username": ADMIN_UI_USERNAME}),
+                generate_string_key="password",
+                password_length=32,
+                exclude_punctuation=True,
+                include_space=False,
+            ),
             removal_policy=data_removal_policy(settings),
         )
         acknowledge(
-            self.master_key_secret,
+            self.ui_credentials_secret,
             "AwsSolutions-SMG4",
-            "LiteLLM reads its master key only at task start, and the provisioning functions use it; "
-            "rotating it needs a coordinated ECS redeployment, done by the runbook, not on a schedule.",
+            "LiteLLM reads the admin UI password only at task start; the runbook rotates it with a new "
+            "ECS deployment. Single sign-on replaces it where the company's identity provider is used.",
         )
         salt_key_secret = generated_secret(
             self,
             "SaltKey",
-            name=settings.secret_name("litellm-salt-key"),
             description="LiteLLM salt key: encrypts provider credentials stored in its database",
             key=self.key,
             # Lives exactly as long as the database whose stored credentials it encrypts.
@@ -114,7 +136,6 @@ class LiteLLMGateway(Construct):
         self.alert_url_secret = generated_secret(
             self,
             "AlertUrl",
-            name=settings.secret_name("litellm-alert-url"),
             description="LiteLLM WEBHOOK_URL for budget alerts: AlertUrlWithoutToken + the alert token",
             key=self.key,
             removal_policy=data_removal_policy(settings),
@@ -179,28 +200,24 @@ class LiteLLMGateway(Construct):
                 ],
             )
         )
-        bedrock_models = litellm_config.bedrock_resource_arns(stack.partition, stack.region, stack.account)
-        if bedrock_models:
-            task_definition.add_to_task_role_policy(
-                iam.PolicyStatement(
-                    actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-                    resources=bedrock_models,
-                )
-            )
+        self._allow_bedrock(task_definition, litellm_config)
         database_secret = self.database.secret
-        task_definition.add_container(
+        container_logs = log_group(self, "Logs", settings)
+        proxy_environment = _proxy_environment(settings)
+        litellm = task_definition.add_container(
             "LiteLLM",
             image=ecs.ContainerImage.from_registry(gateway.image),
             port_mappings=[ecs.PortMapping(container_port=LITELLM_PORT, name="http")],
-            logging=ecs.LogDrivers.aws_logs(
-                stream_prefix="litellm", log_group=log_group(self, "Logs", settings)
-            ),
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="litellm", log_group=container_logs),
             environment={
                 "LITELLM_CONFIG_BUCKET_NAME": config_asset.s3_bucket_name,
                 "LITELLM_CONFIG_BUCKET_OBJECT_KEY": config_asset.s3_object_key,
                 "DATABASE_HOST": self.database.cluster.cluster_endpoint.hostname,
                 "DATABASE_NAME": DATABASE_NAME,
                 "AWS_REGION_NAME": stack.region,
+                # Longer than the ALB's idle timeout: the ALB, not LiteLLM, closes idle connections.
+                "KEEPALIVE_TIMEOUT": str(gateway.keepalive_seconds),
+                **proxy_environment,
             },
             secrets={
                 "LITELLM_MASTER_KEY": ecs.Secret.from_secrets_manager(self.master_key_secret),
@@ -208,13 +225,29 @@ class LiteLLMGateway(Construct):
                 "WEBHOOK_URL": ecs.Secret.from_secrets_manager(self.alert_url_secret),
                 "DATABASE_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),
                 "DATABASE_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
+                "UI_USERNAME": ecs.Secret.from_secrets_manager(self.ui_credentials_secret, "username"),
+                "UI_PASSWORD": ecs.Secret.from_secrets_manager(self.ui_credentials_secret, "password"),
             },
+        )
+        self.metrics_agent = MetricsAgent(
+            self,
+            "Metrics",
+            settings=settings,
+            task_definition=task_definition,
+            litellm_port=LITELLM_PORT,
+            container_logs=container_logs,
+            environment=proxy_environment,
+        )
+        # The agent waits for LiteLLM to be up so its first scrapes do not fail.
+        self.metrics_agent.container.add_container_dependencies(
+            ecs.ContainerDependency(container=litellm, condition=ecs.ContainerDependencyCondition.START)
         )
         acknowledge(
             task_definition,
             "AwsSolutions-ECS2",
             "The environment holds only non-secret configuration (config location, database host and "
-            "name, region); every credential is injected from Secrets Manager as an ECS secret.",
+            "name, region, keep-alive, proxy, the metrics agent's scrape settings); every credential is "
+            "injected from Secrets Manager as an ECS secret.",
         )
 
         self.service = ecs.FargateService(
@@ -229,10 +262,12 @@ class LiteLLMGateway(Construct):
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
             min_healthy_percent=100,
             max_healthy_percent=200,
-            # LiteLLM needs about 25 s to start and migrate; give it margin before the ALB judges it.
-            health_check_grace_period=Duration.seconds(120),
+            # Image pull, start-up and the first migration on a cold database (see the settings).
+            health_check_grace_period=Duration.seconds(gateway.health_check_grace_seconds),
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
         )
+        # Tasks start only once the master key secret holds its sk- value.
+        self.service.node.add_dependency(master_key.value)
         self.database.cluster.connections.allow_default_port_from(
             self.task_security_group, "LiteLLM tasks to their database"
         )
@@ -250,8 +285,8 @@ class LiteLLMGateway(Construct):
             vpc_subnets=private_subnets(),
             security_group=self.load_balancer_security_group,
             drop_invalid_header_fields=True,
-            # Non-streamed completions of long prompts can take minutes before the first byte.
-            idle_timeout=Duration.minutes(10),
+            # Shorter than LiteLLM's keep-alive (KEEPALIVE_TIMEOUT), so the ALB closes idle connections first.
+            idle_timeout=Duration.seconds(gateway.load_balancer_idle_timeout_seconds),
             deletion_protection=settings.retain_data,
         )
         self.load_balancer.log_access_logs(self._access_logs_bucket(), prefix="alb")
@@ -281,7 +316,7 @@ class LiteLLMGateway(Construct):
         # the master key, and people their keys, to this ALB; a mistaken http:// URL must fail, not leak.
         if gateway.certificate_arn is None or gateway.domain_name is None:  # refused by the settings
             raise ValueError("a created gateway needs gateway.certificate_arn and gateway.domain_name")
-        self.load_balancer.add_listener(
+        self.listener = self.load_balancer.add_listener(
             "Https",
             port=HTTPS_PORT,
             protocol=elbv2.ApplicationProtocol.HTTPS,
@@ -292,6 +327,15 @@ class LiteLLMGateway(Construct):
         )
         self._allow_clients(settings, ec2.Port.tcp(HTTPS_PORT), "LiteLLM API and admin UI over HTTPS")
         self.url = f"https://{gateway.domain_name}"
+        # /metrics is for the metrics agent inside the task only (LiteLLM serves it without a key).
+        self.listener.add_action(
+            "RefuseMetrics",
+            priority=1,
+            conditions=[elbv2.ListenerCondition.path_patterns(["/metrics", "/metrics/*"])],
+            action=elbv2.ListenerAction.fixed_response(
+                403, content_type="text/plain", message_body="forbidden"
+            ),
+        )
         # The provisioning functions resolve the name inside the VPC through this private zone.
         zone = route53.PrivateHostedZone(self, "Zone", zone_name=gateway.domain_name, vpc=vpc)
         route53.ARecord(
@@ -300,6 +344,49 @@ class LiteLLMGateway(Construct):
             zone=zone,
             target=route53.RecordTarget.from_alias(route53_targets.LoadBalancerTarget(self.load_balancer)),
         )
+
+    def _allow_bedrock(
+        self, task_definition: ecs.FargateTaskDefinition, litellm_config: LiteLLMConfig
+    ) -> None:
+        """Exactly the configured inference profiles, the models behind them only through those profiles,
+        and what Bedrock's automatic model access needs on a model's first use in the account."""
+        stack = Stack.of(self)
+        profiles = litellm_config.inference_profile_arns(stack.partition, stack.region, stack.account)
+        invoke = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+        task_definition.add_to_task_role_policy(iam.PolicyStatement(actions=invoke, resources=profiles))
+        task_definition.add_to_task_role_policy(
+            iam.PolicyStatement(
+                actions=invoke,
+                resources=litellm_config.foundation_model_arns(stack.partition),
+                conditions={"StringEquals": {"bedrock:InferenceProfileArn": profiles}},
+            )
+        )
+        # Bedrock subscribes the account to a third-party model (AWS Marketplace) on its first
+        # invocation, as the caller; without these the first call fails with AccessDeniedException.
+        task_definition.add_to_task_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "aws-marketplace:ViewSubscriptions",
+                    "aws-marketplace:Subscribe",
+                    "aws-marketplace:Unsubscribe",
+                ],
+                resources=["*"],
+            )
+        )
+        acknowledge(
+            task_definition.task_role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "AWS Marketplace subscription actions have no resource-level permissions; Bedrock needs "
+            "them on the caller for a model's first use (its automatic model access).",
+        )
+        for model_arn in litellm_config.foundation_model_arns(stack.partition):
+            acknowledge(
+                task_definition.task_role,
+                f"AwsSolutions-IAM5[Resource::{model_arn}]",
+                "A cross-region inference profile routes to the model in any of its destination regions, "
+                "which AWS may extend; the statement admits the model only through the configured profile "
+                "(bedrock:InferenceProfileArn).",
+            )
 
     def _allow_clients(self, settings: EnvironmentSettings, port: ec2.Port, purpose: str) -> None:
         for cidr in settings.network.office_cidrs:
@@ -324,3 +411,12 @@ class LiteLLMGateway(Construct):
             server_access_logs_bucket=server_access_logs_bucket(self, "ServerAccessLogs"),
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
         )
+
+
+def _proxy_environment(settings: EnvironmentSettings) -> dict[str, str]:
+    """HTTPS_PROXY / NO_PROXY for the task when the environment's egress goes through a proxy."""
+    proxy = settings.network.https_proxy
+    if proxy is None:
+        return {}
+    bypass = settings.proxy_bypass(*([settings.gateway.domain_name] if settings.gateway.domain_name else []))
+    return {"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "NO_PROXY": bypass}

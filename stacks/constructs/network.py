@@ -44,6 +44,7 @@ def existing_vpc(scope: Construct, construct_id: str, network: NetworkSettings) 
         scope,
         construct_id,
         vpc_id=network.vpc_id,
+        vpc_cidr_block=network.vpc_cidr,
         availability_zones=list(network.availability_zones),
         private_subnet_ids=list(network.private_subnet_ids),
         private_subnet_route_table_ids=list(network.private_subnet_route_table_ids) or None,

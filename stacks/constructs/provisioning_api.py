@@ -18,6 +18,7 @@ from constructs import Construct
 
 from stacks.config import EnvironmentSettings
 from stacks.constructs.common import acknowledge, log_group
+from stacks.constructs.webhook_guard import WebhookFirewall, source_ip_policy
 
 STAGE_NAME = "v1"
 WEBHOOK_RESOURCE = "webhook"
@@ -59,6 +60,10 @@ class WebhookApi(Construct):
             rest_api_name=f"{settings.resource_prefix}-webhook",
             description="kintone webhooks for self-service LiteLLM keys",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
+            # Only cybozu.com's outbound addresses may call it, where the environment lists them.
+            policy=source_ip_policy(settings.api.allowed_source_cidrs)
+            if settings.api.allowed_source_cidrs
+            else None,
             # Access logging to CloudWatch needs the account-level CloudWatch role; kept when the stack
             # goes, because other APIs of the account may rely on it.
             cloud_watch_role=True,
@@ -120,12 +125,18 @@ class WebhookApi(Construct):
             "webhook token; the stage keeps JSON access logs of every request with the route template "
             "($context.resourcePath) instead of the path.",
         )
-        acknowledge(
-            self.api.deployment_stage,
-            "AwsSolutions-APIG3",
-            "Only kintone calls this API and its payloads can exceed the 8 KB body limit of the managed "
-            "WAF rule sets; the stage is throttled and every request needs the secret path token.",
-        )
+        if settings.api.waf:
+            self.firewall: WebhookFirewall | None = WebhookFirewall(
+                self, "Firewall", settings=settings, stage=self.api.deployment_stage
+            )
+        else:
+            self.firewall = None
+            acknowledge(
+                self.api.deployment_stage,
+                "AwsSolutions-APIG3",
+                "This environment sets api.waf to false: its resource policy limits callers to cybozu.com's "
+                "addresses where listed, the stage is throttled and every request needs the path token.",
+            )
         acknowledge(
             self.api,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

@@ -27,7 +27,6 @@ class ProvisioningSecrets(Construct):
         )
         self.webhook_token = self._generated(
             "WebhookToken",
-            settings.secret_name("webhook-token"),
             "Token in the kintone webhook URL (https://.../webhook/<token>): kintone cannot sign webhooks",
         )
         acknowledge(
@@ -38,7 +37,6 @@ class ProvisioningSecrets(Construct):
         )
         self.alert_token = self._generated(
             "AlertToken",
-            settings.secret_name("alert-token"),
             "Token in LiteLLM's budget alert URL (https://.../alert/<token>): LiteLLM cannot sign alerts",
         )
         acknowledge(
@@ -51,7 +49,6 @@ class ProvisioningSecrets(Construct):
         # put here by the operator (see docs/deployment.md).
         self.kintone_api_token = self._generated(
             "KintoneApiToken",
-            settings.secret_name("kintone-api-token"),
             "kintone API token of the app (record read and write); set by the operator",
         )
         acknowledge(
@@ -65,7 +62,6 @@ class ProvisioningSecrets(Construct):
         else:
             self.litellm_master_key = self._generated(
                 "LiteLLMMasterKey",
-                settings.secret_name("litellm-master-key"),
                 "Master key of the existing LiteLLM gateway; set by the operator",
             )
             acknowledge(
@@ -75,11 +71,11 @@ class ProvisioningSecrets(Construct):
                 "copied here by its operators.",
             )
 
-    def _generated(self, construct_id: str, name: str, description: str) -> secretsmanager.Secret:
+    def _generated(self, construct_id: str, description: str) -> secretsmanager.Secret:
+        # No fixed name: a secret retained by a failed first deploy must not collide with the retry's.
         return secretsmanager.Secret(
             self,
             construct_id,
-            secret_name=name,
             description=description,
             encryption_key=self.key,
             generate_secret_string=secretsmanager.SecretStringGenerator(

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aws_cdk import App
 
 from lambdas.domain.settings import Settings
 from stacks.config import ConfigError, EnvironmentSettings, load_environment_settings
-from stacks.litellm_config import LiteLLMConfigError, load_litellm_config
+from stacks.litellm_config import LiteLLMConfigError, load_base_config, render_litellm_config
 from stacks.platform import build_platform
 from tests.infra.conftest import ENVIRONMENTS, REPO_ROOT, cdk_context
 
@@ -78,7 +79,21 @@ def test_missing_environment_choice_explains_how_to_choose() -> None:
         ("kintone.operators_group", "llm operators", r"'kintone\.operators_group' is invalid"),
         ("network.office_cidrs", ["0.0.0.0/0"], r"'network\.office_cidrs' is invalid: .*every address"),
         ("network.vpc_id", "vpc-0123456789abcdef0", r"'network' is invalid: .*one private subnet id per"),
-        ("key_secret_prefix", "kintone-llm/staging/", r"must not cover the platform's own secrets"),
+        ("gateway.models", {"claude": "anthropic.claude-3-5-sonnet-20240620-v1:0"}, r"legacy or retired"),
+        (
+            "gateway.models",
+            {"claude": "anthropic.claude-sonnet-4-6"},
+            r"not a cross-region inference profile",
+        ),
+        ("gateway.models", {}, r"a created gateway needs models"),
+        ("gateway.test_model", "claude-opus", r"test_model 'claude-opus' is not one of models"),
+        ("gateway.keepalive_seconds", 600, r"keepalive_seconds must exceed load_balancer_idle_timeout"),
+        ("gateway.spend_logs_retention", "forever", r"'gateway\.spend_logs_retention' is invalid"),
+        ("gateway.ca_bundle_file", "gateway/ca/missing.pem", r"is not a file of the repository"),
+        ("api.allowed_source_cidrs", ["0.0.0.0/0"], r"'api\.allowed_source_cidrs' is invalid"),
+        ("api.waf", True, None),
+        ("requires_source_allow_list", True, None),
+        ("network.https_proxy", "ftp://proxy", r"'network\.https_proxy' is invalid"),
         ("key_secret_prefix", "no-trailing-slash", r"'key_secret_prefix' is invalid"),
         ("secret_recovery_window_days", 3, r"'secret_recovery_window_days' is invalid"),
         ("team_catalog.ops", {"models": []}, r"'team_catalog\.ops\.models' is invalid"),
@@ -112,9 +127,28 @@ def test_missing_environment_choice_explains_how_to_choose() -> None:
         ("mass_revoke_floor", -1, r"'mass_revoke_floor' is invalid"),
     ],
 )
-def test_bad_setting_names_environment_and_key(path: str, value: object, message: str) -> None:
+def test_bad_setting_names_environment_and_key(path: str, value: object, message: str | None) -> None:
+    if message is None:  # valid alone; the next test checks it in combination
+        load_environment_settings(with_setting(path, value), "staging")
+        return
     with pytest.raises(ConfigError, match=r"^environment 'staging': .*" + message):
         load_environment_settings(with_setting(path, value), "staging")
+
+
+def test_an_environment_requiring_the_allow_list_refuses_to_go_without_it() -> None:
+    environments = with_setting("requires_source_allow_list", True)
+    environments["staging"]["api"] = {"allowed_source_cidrs": []}
+    with pytest.raises(ConfigError, match=r"requires api\.allowed_source_cidrs: cybozu\.com's outbound"):
+        load_environment_settings(environments, "staging")
+    environments["staging"]["api"] = {"waf": True}
+    with pytest.raises(ConfigError, match=r"waf needs allowed_source_cidrs"):
+        load_environment_settings(environments, "staging")
+
+
+def test_production_requires_the_webhook_allow_list() -> None:
+    production = load_environment_settings(cdk_context()["environments"], "production")
+    assert production.requires_source_allow_list
+    assert production.api.allowed_source_cidrs and production.api.waf
 
 
 @pytest.mark.parametrize("name", ENVIRONMENTS)
@@ -208,21 +242,37 @@ def test_missing_setting_is_named() -> None:
 def test_litellm_config_has_no_literal_credentials(tmp_path: Path) -> None:
     config = tmp_path / "litellm-config.yaml"
     config.write_text(
-        "model_list:\n"
-        "  - model_name: gpt\n"
-        "    litellm_params: {model: openai/gpt-4o-mini, api_key: sk-live-value}\n"
         "general_settings: {master_key: os.environ/LITELLM_MASTER_KEY}\n"
+        "litellm_settings: {langfuse_secret_key: sk-live-value}\n"
     )
     with pytest.raises(
-        LiteLLMConfigError, match=r"model_list\[0\]\.litellm_params\.api_key must name an environment"
+        LiteLLMConfigError, match=r"litellm_settings\.langfuse_secret_key must name an environment"
     ):
-        load_litellm_config(config)
+        load_base_config(config)
 
 
-def test_repository_litellm_config_is_usable() -> None:
-    config = load_litellm_config()
-    assert config.model_names
-    assert config.bedrock_model_ids
+def test_models_come_from_cdk_json_not_the_shared_file(tmp_path: Path) -> None:
+    config = tmp_path / "litellm-config.yaml"
+    config.write_text("model_list: []\ngeneral_settings: {master_key: os.environ/LITELLM_MASTER_KEY}\n")
+    with pytest.raises(LiteLLMConfigError, match=r"model_list comes from cdk\.json"):
+        load_base_config(config)
+
+
+@pytest.mark.parametrize("name", ENVIRONMENTS)
+def test_rendered_litellm_config_serves_the_environments_models_with_metrics_and_retention(
+    name: str, tmp_path: Path
+) -> None:
+    settings = load_environment_settings(cdk_context()["environments"], name)
+    config = render_litellm_config(settings, out_dir=tmp_path)
+    document = yaml.safe_load(config.path.read_text())
+    assert {entry["model_name"]: entry["litellm_params"]["model"] for entry in document["model_list"]} == {
+        model: f"bedrock/{model_id}" for model, model_id in settings.gateway.models.items()
+    }
+    assert all(model_id.startswith("jp.anthropic.") for model_id in config.bedrock_model_ids)
+    assert document["litellm_settings"]["callbacks"] == ["prometheus"]
+    assert document["general_settings"]["maximum_spend_logs_retention_period"] == (
+        settings.gateway.spend_logs_retention
+    )
 
 
 def test_app_fails_synth_naming_the_unknown_environment() -> None:

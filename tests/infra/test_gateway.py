@@ -97,27 +97,30 @@ def test_litellm_runs_the_pinned_official_image(environment: Synthesized) -> Non
         "AWS::ECS::TaskDefinition",
         {
             "RequiresCompatibilities": ["FARGATE"],
-            "ContainerDefinitions": [
-                Match.object_like(
-                    {
-                        "Image": image,
-                        "PortMappings": [Match.object_like({"ContainerPort": 4000})],
-                        "LogConfiguration": Match.object_like({"LogDriver": "awslogs"}),
-                    }
-                )
-            ],
+            "ContainerDefinitions": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "Image": image,
+                            "PortMappings": [Match.object_like({"ContainerPort": 4000})],
+                            "LogConfiguration": Match.object_like({"LogDriver": "awslogs"}),
+                        }
+                    )
+                ]
+            ),
         },
     )
 
 
 def test_credentials_reach_litellm_only_as_secrets(environment: Synthesized) -> None:
-    (task,) = environment.resources("gateway", "AWS::ECS::TaskDefinition").values()
-    (container,) = task["Properties"]["ContainerDefinitions"]
+    container = litellm_container(environment)
     assert {secret["Name"] for secret in container["Secrets"]} == {
         "LITELLM_MASTER_KEY",
         "LITELLM_SALT_KEY",
         "DATABASE_USERNAME",
         "DATABASE_PASSWORD",
+        "UI_USERNAME",
+        "UI_PASSWORD",
         "WEBHOOK_URL",  # budget alerts: the URL holds the provisioning API's alert token
     }
     plain = {variable["Name"] for variable in container["Environment"]}
@@ -128,15 +131,10 @@ def test_credentials_reach_litellm_only_as_secrets(environment: Synthesized) -> 
 
 def test_secrets_are_generated_by_secrets_manager_and_encrypted(environment: Synthesized) -> None:
     secrets = environment.resources("gateway", "AWS::SecretsManager::Secret")
-    names = {secret["Properties"]["Name"] for secret in secrets.values()}
-    prefix = f"kintone-llm/{environment.settings.name}/"
-    assert names == {
-        f"{prefix}litellm-master-key",
-        f"{prefix}litellm-salt-key",
-        f"{prefix}database-credentials",
-        f"{prefix}litellm-alert-url",
-    }
+    assert len(secrets) == 5  # master key, salt key, admin UI login, database credentials, alert URL
     for secret in secrets.values():
+        # No fixed names: a secret retained by a failed first deploy must not collide with the retry.
+        assert "Name" not in secret["Properties"]
         assert "SecretString" not in secret["Properties"], "no secret value in the template"
         assert "GenerateSecretString" in secret["Properties"]
         assert "KmsKeyId" in secret["Properties"]
@@ -238,6 +236,30 @@ def test_task_role_may_invoke_only_the_configured_bedrock_models(environment: Sy
     statements = environment.resources("gateway", "AWS::IAM::Policy")[task_role]["Properties"][
         "PolicyDocument"
     ]["Statement"]
-    bedrock = next(statement for statement in statements if "bedrock:InvokeModel" in statement["Action"])
-    assert bedrock["Resource"]
-    assert all("foundation-model/anthropic." in resource for resource in bedrock["Resource"])
+    bedrock = [statement for statement in statements if "bedrock:InvokeModel" in statement["Action"]]
+    profiles, models = bedrock
+    models_by_id = environment.settings.gateway.models.values()
+    location = f"{environment.settings.region}:{environment.settings.account}"
+    assert sorted(profiles["Resource"]) == sorted(
+        f"arn:aws:bedrock:{location}:inference-profile/{model_id}" for model_id in models_by_id
+    )
+    assert sorted(models["Resource"]) == sorted(
+        f"arn:aws:bedrock:*::foundation-model/{model_id.split('.', 1)[1]}" for model_id in models_by_id
+    )
+    # The models only through the configured profiles, never invoked directly.
+    allowed_profiles = models["Condition"]["StringEquals"]["bedrock:InferenceProfileArn"]
+    assert sorted(allowed_profiles) == sorted(profiles["Resource"])
+    marketplace = next(
+        statement for statement in statements if "aws-marketplace:Subscribe" in statement["Action"]
+    )
+    assert sorted(marketplace["Action"]) == [
+        "aws-marketplace:Subscribe",
+        "aws-marketplace:Unsubscribe",
+        "aws-marketplace:ViewSubscriptions",
+    ]
+
+
+def litellm_container(environment: Synthesized) -> dict[str, Any]:
+    (task,) = environment.resources("gateway", "AWS::ECS::TaskDefinition").values()
+    containers = {container["Name"]: container for container in task["Properties"]["ContainerDefinitions"]}
+    return containers["LiteLLM"]

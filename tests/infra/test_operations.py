@@ -74,7 +74,17 @@ def test_alarms_cover_dead_letters_errors_age_and_throttles(environment: Synthes
     for name in ("Webhook", "Worker", "Reconciler", "Rotator", "SpendSync", "Alerts"):
         expected |= {f"{name}Errors", f"{name}Throttles"}
     if environment.settings.gateway.create:
-        expected |= {"GatewayUnhealthyTasks", "GatewayNoHealthyTasks"}
+        expected |= {
+            "GatewayUnhealthyTasks",
+            "GatewayNoHealthyTasks",
+            "GatewayErrorRate",
+            "GatewayLoadBalancer5xx",
+        }
+        expected |= {
+            f"TeamBudgetLow-{team}"
+            for team in environment.settings.team_catalog.names()
+            if environment.settings.team_catalog.get(team).max_budget is not None
+        }
     assert set(alarms) == expected
     assert alarms["DeadLetterQueueNotEmpty"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert alarms["DeadLetterQueueNotEmpty"]["Threshold"] == 1

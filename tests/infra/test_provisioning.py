@@ -11,6 +11,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from lambdas.domain.settings import ENVIRONMENT_VARIABLES, Settings, settings_from_environment
+from local.aws_resources import VISIBILITY_TIMEOUT_SECONDS
 from stacks.constructs.functions import KEY_SECRET_ACTIONS
 from tests.infra.conftest import REPO_ROOT, Synthesized, key_secrets_arn
 
@@ -18,6 +19,8 @@ pytestmark = pytest.mark.infra
 
 FUNCTIONS = ("webhook", "worker", "reconciler", "rotator", "spend_sync", "alerts")
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+# Read by httpx and boto3 themselves (stacks/constructs/egress.py): the proxy and the private CA.
+EGRESS_VARIABLES = {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "SSL_CERT_FILE"}
 
 
 def function(synthesized: Synthesized, name: str) -> dict[str, Any]:
@@ -145,7 +148,7 @@ def test_functions_get_the_settings_the_code_reads(environment: Synthesized, nam
         if Settings.model_fields[field].is_required()
     }
     assert required <= set(variables)
-    assert set(variables) <= set(ENVIRONMENT_VARIABLES) | POWERTOOLS_VARIABLES, (
+    assert set(variables) <= set(ENVIRONMENT_VARIABLES) | POWERTOOLS_VARIABLES | EGRESS_VARIABLES, (
         "a variable the code never reads"
     )
     # With deploy-time values replaced by placeholders, the functions' own settings model accepts them.
@@ -177,6 +180,30 @@ def test_worker_consumes_the_fifo_queue_in_batches_with_partial_failures(environ
             "ScalingConfig": {"MaximumConcurrency": environment.settings.worker_max_concurrency},
         },
     )
+
+
+def test_worker_may_delay_requeue_and_park_messages(environment: Synthesized) -> None:
+    """The worker's backoff (ChangeMessageVisibility), re-sending what it did not attempt, and parking
+    a request after its last attempt, each on the right queue; the DLQ's URL is in its settings."""
+    queues = environment.resources("provisioning", "AWS::SQS::Queue")
+    main = next(name for name, queue in queues.items() if "RedrivePolicy" in queue["Properties"])
+    dead_letters = next(name for name in queues if name != main)
+    granted: dict[str, set[str]] = {}
+    for statement in role_statements(environment, "WorkerRole"):
+        for resource in resources(statement):
+            for action in actions(statement):
+                if action.startswith("sqs:"):
+                    granted.setdefault(action, set()).add(ref(resource))
+    assert granted["sqs:ChangeMessageVisibility"] == {main}
+    assert granted["sqs:SendMessage"] == {main, dead_letters}
+    variables = function(environment, "worker")["Properties"]["Environment"]["Variables"]
+    assert ref(variables["DEAD_LETTER_QUEUE_URL"]) == dead_letters
+
+
+def test_the_local_queue_has_the_stacks_visibility_timeout(environment: Synthesized) -> None:
+    queues = environment.resources("provisioning", "AWS::SQS::Queue")
+    [main] = [queue for queue in queues.values() if "RedrivePolicy" in queue["Properties"]]
+    assert main["Properties"]["VisibilityTimeout"] == VISIBILITY_TIMEOUT_SECONDS
 
 
 def test_queue_is_encrypted_fifo_with_a_fifo_dead_letter_queue(environment: Synthesized) -> None:
@@ -612,8 +639,6 @@ def test_existing_gateway_is_reached_by_url_from_the_existing_vpc(existing_gatew
         == existing_gateway.settings.gateway.existing_url
     )
     assert worker["VpcConfig"]["SubnetIds"] == list(existing_gateway.settings.network.private_subnet_ids)
-    names = {
-        s["Properties"]["Name"]
-        for s in existing_gateway.resources("provisioning", "AWS::SecretsManager::Secret").values()
-    }
-    assert f"kintone-llm/{existing_gateway.settings.name}/litellm-master-key" in names
+    master_key = worker["Environment"]["Variables"]["LITELLM_MASTER_KEY_SECRET_ID"]["Ref"]
+    secret = existing_gateway.resources("provisioning", "AWS::SecretsManager::Secret")[master_key]
+    assert "existing LiteLLM gateway" in secret["Properties"]["Description"]

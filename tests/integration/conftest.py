@@ -23,6 +23,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lambdas.adapters.wiring import build_reconciler, reset_caches
+from local import kintone_directory
 from local.aws_resources import (
     ProvisioningResources,
     create_provisioning_resources,
@@ -30,6 +31,7 @@ from local.aws_resources import (
     local_client,
 )
 from local.kintone_emulator import KintoneEmulator
+from local.kintone_emulator.directory import Directory
 from local.litellm_proxy import LiteLLMEndpoint, ensure_litellm
 from local.runtime import LocalRuntime, invoke_reconciler
 from local.stack import STATE_DIR, function_environment
@@ -43,6 +45,8 @@ UNCAPPED = 1_000_000
 @dataclass
 class LocalStack:
     emulator: KintoneEmulator
+    passwords: dict[str, str]  # login -> password, for every user of the emulator's directory
+    user_api_token: str  # the directory's common-administration token (Read scope)
     runtime: LocalRuntime
     litellm: LiteLLMEndpoint
     resources: ProvisioningResources
@@ -78,12 +82,16 @@ class LocalStack:
 
     # -- kintone, as its users and its webhooks ---------------------------------------------------
 
+    def as_user(self, login: str) -> dict[str, str]:
+        """The headers that sign `login` in with their password (kintone and the User API)."""
+        return kintone_directory.password_header(login, self.passwords[login])
+
     def save_record(self, user: str = "taro", **fields: Any) -> str:
-        """A user saves a new record from the kintone screen (fires ADD_RECORD)."""
+        """A user saves a new record, signed in with their password (fires ADD_RECORD)."""
         values = {"key_name": "integration test", "team": "platform", **fields}
         response = httpx.post(
             f"{self.kintone_url}/k/v1/record.json",
-            headers={"X-Cybozu-API-Token": self.api_token, "X-Emulator-User": user},
+            headers=self.as_user(user),
             json={"app": APP_ID, "record": {code: {"value": value} for code, value in values.items()}},
             timeout=10,
         )
@@ -91,10 +99,11 @@ class LocalStack:
         return response.json()["id"]
 
     def edit_record(self, record_id: str, user: str = "taro", **fields: Any) -> int:
-        """A user edits a record from the kintone screen (fires UPDATE_RECORD); returns the revision."""
+        """A user edits a record, signed in with their password (fires UPDATE_RECORD); returns the
+        revision."""
         response = httpx.put(
             f"{self.kintone_url}/k/v1/record.json",
-            headers={"X-Cybozu-API-Token": self.api_token, "X-Emulator-User": user},
+            headers=self.as_user(user),
             json={
                 "app": APP_ID,
                 "id": record_id,
@@ -125,6 +134,50 @@ class LocalStack:
         )
         response.raise_for_status()
         return response.json()["record"]
+
+    def read_record_as(self, user: str, record_id: str) -> httpx.Response:
+        """`GET /k/v1/record.json` as `user`: 200, or 403 CB_NO02 where their permissions refuse it."""
+        return httpx.get(
+            f"{self.kintone_url}/k/v1/record.json",
+            params={"app": APP_ID, "id": record_id},
+            headers=self.as_user(user),
+            timeout=10,
+        )
+
+    def query_as(self, user: str, query: str = "") -> httpx.Response:
+        """`GET /k/v1/records.json` as `user`, with totalCount: only the records they may view."""
+        return httpx.get(
+            f"{self.kintone_url}/k/v1/records.json",
+            params={"app": APP_ID, "query": query, "totalCount": "true"},
+            headers=self.as_user(user),
+            timeout=10,
+        )
+
+    # -- the directory and record permissions, as the administrator changes them (admin's password) --
+
+    def deactivate_user(self, login: str, *, valid: bool = False) -> None:
+        """`PUT /v1/users.json` with `valid: false` (or true again)."""
+        self._as_administrator("/v1/users.json", {"users": [{"code": login, "valid": valid}]})
+
+    def move_user(self, login: str, *organizations: str) -> None:
+        """`PUT /v1/userOrganizations.json`: `login` belongs to exactly `organizations` afterwards."""
+        memberships = [{"orgCode": code} for code in organizations]
+        self._as_administrator(
+            "/v1/userOrganizations.json",
+            {"userOrganizations": [{"code": login, "organizations": memberships}]},
+        )
+
+    def set_record_permissions(self, rights: list[dict[str, Any]]) -> None:
+        """`PUT /k/v1/record/acl.json` as the app's creator (admin): applies at once, as kintone does."""
+        self._as_administrator("/k/v1/record/acl.json", {"app": APP_ID, "rights": rights})
+
+    def _as_administrator(self, path: str, body: dict[str, Any]) -> None:
+        httpx.put(
+            f"{self.kintone_url}{path}",
+            headers=self.as_user(kintone_directory.ADMIN_LOGIN),
+            json=body,
+            timeout=10,
+        ).raise_for_status()
 
     def wait_for_status(self, record_id: str, status: str) -> dict[str, Any]:
         response = httpx.get(
@@ -161,10 +214,11 @@ class LocalStack:
     def wait_handled(self, count: int) -> None:
         assert self.runtime.poller.wait_handled(count, WAIT_SECONDS), "the worker did not handle the message"
 
-    def delete_from_screen(self, *record_ids: str) -> None:
+    def delete_from_screen(self, *record_ids: str, user: str = "taro") -> None:
         """A user deletes records from the kintone screen (fires DELETE_RECORD)."""
         httpx.post(
             f"{self.kintone_url}/_emulator/records/delete",
+            headers=self.as_user(user),
             json={"app": APP_ID, "ids": [int(record_id) for record_id in record_ids]},
             timeout=10,
         ).raise_for_status()
@@ -297,8 +351,18 @@ def local_stack() -> Iterator[LocalStack]:
     api_token = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
     litellm_faults = FaultProxy(litellm.base_url)
     aws_faults = AwsFaults()
+    # The directory of the local stack, with passwords of this session.
+    passwords = kintone_directory.new_passwords()
+    user_api_token = kintone_directory.new_user_api_token()
+    directory = Directory.from_document(kintone_directory.directory_document(passwords, user_api_token))
     # Tests save records far faster than kintone's 60 webhooks a minute; tests of that cap set it.
-    emulator = KintoneEmulator(app_id=APP_ID, api_tokens=[api_token], webhook_rate_per_minute=UNCAPPED)
+    emulator = KintoneEmulator(
+        app_id=APP_ID,
+        api_tokens=[api_token],
+        webhook_rate_per_minute=UNCAPPED,
+        directory=directory,
+        app_creator=kintone_directory.ADMIN_LOGIN,
+    )
     kintone_url = emulator.start()
     resources = create_provisioning_resources(
         aws_endpoint, f"it-{session}", kintone_api_token=api_token, litellm_master_key=litellm.master_key
@@ -314,6 +378,9 @@ def local_stack() -> Iterator[LocalStack]:
     )
     environment["MESSAGE_LANGUAGE"] = "en"
     environment["HTTP_TIMEOUT_SECONDS"] = "2"  # so an injected hang becomes a timeout quickly
+    # The backoff between deliveries, 1, 2, 4, 8 s (with jitter) instead of 5 to 40: the same
+    # mechanism, short enough for a test to see a request through all its attempts.
+    environment["REDELIVERY_BASE_SECONDS"] = "1"
     saved_environment = dict(os.environ)
     os.environ.update(environment)
     reset_caches()
@@ -323,6 +390,8 @@ def local_stack() -> Iterator[LocalStack]:
     try:
         yield LocalStack(
             emulator=emulator,
+            passwords=passwords,
+            user_api_token=user_api_token,
             runtime=runtime,
             litellm=litellm,
             resources=resources,

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from local import kintone_directory
 from local.aws_resources import local_client
 from local.litellm_proxy import kit_target
 from local.stack import REPO_ROOT, STATE_DIR
@@ -23,6 +25,9 @@ def credentials_in_play(stack_env: dict[str, str]) -> set[str]:
         stack_env["LITELLM_MASTER_KEY"],
         stack_env["KINTONE_API_TOKEN"],
         stack_env["WEBHOOK_URL"].rsplit("/")[-1],
+        stack_env["KINTONE_ADMIN_PASSWORD"],
+        stack_env["CYBOZU_USER_API_TOKEN"],
+        *(user["password"] for user in json.loads(stack_env["KINTONE_DEMO_USERS"]).values()),
     }
     for page in client.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
         for secret in page["SecretList"]:
@@ -59,3 +64,39 @@ def test_demo_issues_a_working_key_and_no_log_holds_a_credential() -> None:
         leaked = [value[:6] + "…" for value in credentials if value in text]
         assert not leaked, f"{path} holds credentials starting {leaked}"
     assert not any(value in demo.stdout + demo.stderr for value in credentials)
+
+
+def test_the_stack_env_names_the_directory_and_its_users_can_sign_in() -> None:
+    subprocess.run(
+        [sys.executable, "-m", "local.stack", "up"], cwd=REPO_ROOT, check=True, capture_output=True
+    )
+    stack_env = dict(line.split("=", 1) for line in (STATE_DIR / "env").read_text().splitlines())
+    users = json.loads(stack_env["KINTONE_DEMO_USERS"])
+    teams = sorted(tuple(user["teams"]) for user in users.values())
+    assert teams.count(("platform",)) >= 2 and ("research",) in teams and () in teams
+    for secret_file in ("stack-secrets.json", "kintone-directory.json", "env"):
+        assert (STATE_DIR / secret_file).stat().st_mode & 0o077 == 0, secret_file
+
+    base_url = stack_env["KINTONE_BASE_URL"]
+    with httpx.Client(base_url=base_url, timeout=10) as kintone:
+        for login, user in users.items():
+            signed_in = kintone.get(
+                "/k/v1/records.json",
+                params={"app": stack_env["KINTONE_APP_ID"], "query": "limit 1"},
+                headers=kintone_directory.password_header(login, user["password"]),
+            )
+            assert signed_in.status_code == 200, login
+            organizations = kintone.get(
+                "/v1/user/organizations.json",
+                params={"code": login},
+                headers={"Authorization": f"Bearer {stack_env['CYBOZU_USER_API_TOKEN']}"},
+            ).json()["organizationTitles"]
+            assert [entry["organization"]["code"] for entry in organizations] == user["teams"]
+        admin = kintone_directory.password_header(
+            stack_env["KINTONE_ADMIN_LOGIN"], stack_env["KINTONE_ADMIN_PASSWORD"]
+        )
+        unchanged = {"users": [{"code": "saburo", "valid": True}]}
+        assert kintone.put("/v1/users.json", json=unchanged, headers=admin).status_code == 200
+        not_admin = next(iter(users))
+        as_user = kintone_directory.password_header(not_admin, users[not_admin]["password"])
+        assert kintone.put("/v1/users.json", json=unchanged, headers=as_user).status_code == 403

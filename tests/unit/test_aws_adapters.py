@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import re
@@ -259,3 +260,28 @@ def test_every_kintone_user_has_an_identity_of_their_own_that_reads_back(aws) ->
         else:
             assert decoded == user
     assert identities[-1] == "taro"  # plain login names stay readable as they are
+
+
+def test_a_credential_follows_its_secret_once_the_cache_expires_or_it_is_refused(aws) -> None:
+    """Clients used to hold the token read at container start until the container was recycled."""
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
+
+    from lambdas.adapters.credentials import SecretCredential  # noqa: PLC0415
+
+    parameters.clear_caches()
+    secrets = boto3.client("secretsmanager")
+    secrets.create_secret(Name="kintone-token", SecretString="token-one-xxxx")
+    credential = SecretCredential("kintone-token")
+    assert credential.current() == "token-one-xxxx"
+
+    secrets.put_secret_value(SecretId="kintone-token", SecretString="token-two-xxxx")
+    assert credential.current() == "token-one-xxxx"  # within the cache's age: no read
+    for provider in parameters.base.DEFAULT_PROVIDERS.values():  # as if SECRET_CACHE_SECONDS passed
+        for key, entry in provider.store.items():
+            provider.store[key] = entry._replace(ttl=datetime.datetime.now() - datetime.timedelta(seconds=1))
+    assert credential.current() == "token-two-xxxx"
+
+    secrets.put_secret_value(SecretId="kintone-token", SecretString="token-three-xx")
+    assert credential.refreshed() == "token-three-xx"  # a refused token: read past the cache
+    assert credential.current() == "token-three-xx"
+    parameters.clear_caches()

@@ -9,6 +9,7 @@ import pytest
 
 from lambdas.adapters.kintone_records import KintoneError, KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMError, LiteLLMKeyGateway
+from lambdas.adapters.retries import RetryPolicy, set_invocation_deadline
 from lambdas.domain.key_request import key_hash
 from lambdas.domain.ports import KeyChange, KeySpec, RecordRef, RevisionConflictError, TransientError
 from lambdas.domain.teams import TeamMembers, TeamPolicy
@@ -45,16 +46,42 @@ def litellm_error(status: int, error_type: str, param: str | None, message: str)
     )
 
 
-def kintone(*answers) -> tuple[KintoneRecords, list[httpx.Request]]:
+class StoredCredential:
+    """A secret as the adapters see it through the cache: `rotate` changes what a fresh read gets."""
+
+    def __init__(self, value: str) -> None:
+        self.cached = self.stored = value
+        self.fresh_reads = 0
+
+    def rotate(self, value: str) -> None:
+        self.stored = value
+
+    def current(self) -> str:
+        return self.cached
+
+    def refreshed(self) -> str:
+        self.fresh_reads += 1
+        self.cached = self.stored
+        return self.cached
+
+
+NO_WAIT = RetryPolicy(base_seconds=0)
+
+
+def kintone(*answers, token: StoredCredential | None = None) -> tuple[KintoneRecords, list[httpx.Request]]:
     transport, requests = scripted(*answers)
     client = httpx.Client(base_url="https://example.cybozu.com", transport=transport)
-    return KintoneRecords("https://example.cybozu.com", "token", 5, client=client), requests
+    credential = token or StoredCredential("token")
+    return KintoneRecords("https://example.cybozu.com", credential, 5, client, NO_WAIT), requests
 
 
-def litellm(*answers) -> tuple[LiteLLMKeyGateway, list[httpx.Request]]:
+def litellm(
+    *answers, master_key: StoredCredential | None = None
+) -> tuple[LiteLLMKeyGateway, list[httpx.Request]]:
     transport, requests = scripted(*answers)
     client = httpx.Client(base_url="http://litellm", transport=transport)
-    return LiteLLMKeyGateway("http://litellm", "sk-master-xyz", 5, client=client), requests
+    credential = master_key or StoredCredential("sk-master-xyz")
+    return LiteLLMKeyGateway("http://litellm", credential, 5, client, NO_WAIT), requests
 
 
 # -- kintone ---------------------------------------------------------------------------------------
@@ -86,10 +113,71 @@ def test_a_revision_mismatch_is_a_conflict() -> None:
     "answer",
     [kintone_error(429, "GAIA_TM12"), kintone_error(503, "CB_IJ01"), httpx.ConnectTimeout("slow")],
 )
-def test_overload_outages_and_timeouts_are_transient(answer) -> None:
-    records, _ = kintone(answer)
+def test_overload_outages_and_timeouts_are_transient_after_three_tries(answer) -> None:
+    records, requests = kintone(answer, answer, answer)
     with pytest.raises(TransientError):
         records.get_record(REF)
+    assert len(requests) == 3
+
+
+def test_a_transient_fault_is_retried_inside_the_call() -> None:
+    found = httpx.Response(200, json={"record": {"$id": {"value": "5"}}})
+    records, requests = kintone(kintone_error(503, "CB_IJ01"), httpx.ReadTimeout("slow"), found)
+    assert records.get_record(REF) == {"$id": {"value": "5"}}
+    assert len(requests) == 3
+
+
+def test_retries_stop_when_the_invocation_cannot_afford_another_try() -> None:
+    records, requests = kintone(kintone_error(503, "CB_IJ01"), kintone_error(503, "CB_IJ01"))
+    set_invocation_deadline(4.9)  # less than one more 5 s timeout
+    try:
+        with pytest.raises(TransientError):
+            records.get_record(REF)
+    finally:
+        set_invocation_deadline(None)
+    assert len(requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "tries"),
+    [
+        (httpx.ReadTimeout("maybe posted"), 1),
+        (kintone_error(500, "CB_IJ01"), 1),
+        (kintone_error(429, "x"), 3),
+    ],
+)
+def test_a_comment_is_repeated_only_when_it_surely_was_not_posted(answer, tries: int) -> None:
+    records, requests = kintone(answer, answer, answer)
+    with pytest.raises(TransientError):
+        records.add_comment(REF, "issued", "taro")
+    assert len(requests) == tries
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [kintone_error(400, "GAIA_IA02"), kintone_error(401, "CB_AU01"), kintone_error(403, "GAIA_NO01")],
+)
+def test_a_rotated_api_token_is_read_again_and_the_call_repeated(refusal: httpx.Response) -> None:
+    token = StoredCredential("old-token")
+    found = httpx.Response(200, json={"record": {"$id": {"value": "5"}}})
+    records, requests = kintone(httpx.Response(200, json={"record": {}}), refusal, found, token=token)
+    records.get_record(REF)
+    token.rotate("new-token")
+    assert records.get_record(REF) == {"$id": {"value": "5"}}
+    assert [request.headers["X-Cybozu-API-Token"] for request in requests] == [
+        "old-token",
+        "old-token",
+        "new-token",
+    ]
+    assert token.fresh_reads == 1
+
+
+def test_a_refused_token_that_was_not_rotated_is_not_retried() -> None:
+    token = StoredCredential("token")
+    records, requests = kintone(kintone_error(400, "GAIA_IA02"), token=token)
+    with pytest.raises(KintoneError, match="GAIA_IA02"):
+        records.get_record(REF)
+    assert (len(requests), token.fresh_reads) == (1, 1)
 
 
 def test_other_refusals_are_permanent_with_kintone_code() -> None:
@@ -221,10 +309,26 @@ def test_deleting_nothing_is_not_an_error() -> None:
 @pytest.mark.parametrize(
     "answer", [httpx.Response(502, text="bad gateway"), httpx.ReadTimeout("slow"), httpx.ConnectError("down")]
 )
-def test_litellm_outages_are_transient(answer) -> None:
-    gateway, _ = litellm(answer)
+def test_litellm_outages_are_transient_after_three_tries(answer) -> None:
+    gateway, requests = litellm(answer, answer, answer)
     with pytest.raises(TransientError):
         gateway.create_key(SPEC)
+    assert len(requests) == 3
+
+
+def test_a_rotated_master_key_is_read_again_and_the_call_repeated() -> None:
+    master_key = StoredCredential("sk-master-old")
+    gateway, requests = litellm(
+        litellm_error(401, "auth_error", "None", "Authentication Error, invalid proxy server token"),
+        httpx.Response(200, json={"key": API_KEY}),
+        master_key=master_key,
+    )
+    master_key.rotate("sk-master-new")
+    gateway.create_key(SPEC)
+    assert [request.headers["Authorization"] for request in requests] == [
+        "Bearer sk-master-old",
+        "Bearer sk-master-new",
+    ]
 
 
 def test_errors_never_carry_a_key() -> None:

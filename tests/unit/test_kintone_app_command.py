@@ -198,7 +198,7 @@ def test_environment_target_reads_cdk_json() -> None:
     assert [team.team for team in target.teams] == ["platform", "research"]
     assert target.teams[0].organizations == (("platform", True),)
     assert target.models == ("claude-haiku", "claude-sonnet")
-    assert "kintone-llm/staging/webhook-token" in target.webhook_token_location
+    assert "WebhookTokenSecretArn" in target.webhook_token_location
     assert "kintone-llm-staging-provisioning" in target.webhook_url_without_token
 
 

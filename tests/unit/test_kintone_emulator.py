@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import datetime as dt
 import json
 import os
 import re
@@ -14,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +23,7 @@ import httpx
 import pytest
 
 from local.kintone_emulator import KintoneEmulator, RecordCondition
-from local.kintone_emulator.request_count import kintone_day
+from tests.unit.emulator_directory import build_directory, password_headers
 
 TOKEN = "token-for-app-1"
 OTHER_TOKEN = "second-token-for-app-1"
@@ -96,7 +94,9 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture(scope="module")
 def emulator(receiver: WebhookReceiver) -> Iterator[KintoneEmulator]:
-    with KintoneEmulator(app_id="1", api_tokens=[TOKEN, OTHER_TOKEN], webhook_url=receiver.url) as emulator:
+    with KintoneEmulator(
+        app_id="1", api_tokens=[TOKEN, OTHER_TOKEN], webhook_url=receiver.url, directory=build_directory()
+    ) as emulator:
         yield emulator
 
 
@@ -467,50 +467,77 @@ def test_screen_deletes_fire_delete_record_for_each_record(
     api: httpx.Client, admin: httpx.Client, emulator: KintoneEmulator, receiver: WebhookReceiver
 ) -> None:
     add_bulk(api, {"key_name": "a"}, {"key_name": "b"})
-    sato = {"code": "sato", "name": "佐藤 升"}
 
-    deleted = admin.post("/_emulator/records/delete", json={"app": 1, "ids": [1, 2], "user": sato})
+    deleted = admin.post(
+        "/_emulator/records/delete", json={"app": 1, "ids": [1, 2]}, headers=password_headers("taro")
+    )
     first_two = wait_webhooks(admin, 2)
     emulator.configure(delete_notification_keys="deletedBy")
     add_bulk(api, {"key_name": "c"})
-    admin.post("/_emulator/records/delete", json={"app": 1, "ids": [3], "user": "suzuki"})
+    admin.post("/_emulator/records/delete", json={"app": 1, "ids": [3]}, headers=password_headers("hanako"))
     wait_webhooks(admin, 3)
 
     assert deleted.status_code == 200
     assert [entry["type"] for entry in first_two] == ["DELETE_RECORD", "DELETE_RECORD"]
     one, two, three = receiver.bodies()
     assert list(one) == ["id", "type", "app", "recordId", "deleteBy", "deleteAt"]
-    assert (one["recordId"], two["recordId"], one["deleteBy"]) == ("1", "2", sato)
+    assert (one["recordId"], two["recordId"], one["deleteBy"]) == ("1", "2", {"code": "taro", "name": "Taro"})
     assert SECOND_TIME.fullmatch(one["deleteAt"])
-    assert three["deletedBy"] == {"code": "suzuki", "name": "suzuki"} and "deletedAt" in three
+    assert three["deletedBy"] == {"code": "hanako", "name": "hanako"} and "deletedAt" in three
     assert_kintone_error(api.get("/k/v1/record.json", params={"app": 1, "id": 1}), 404, "GAIA_RE01")
     assert emulator.records() == []
 
 
-def test_screen_saves_and_the_user_header_act_as_that_user(
+def test_a_screen_delete_needs_the_users_credentials(api: httpx.Client, admin: httpx.Client) -> None:
+    add_bulk(api, {"key_name": "a"})
+    anonymous = admin.post("/_emulator/records/delete", json={"app": 1, "ids": [1]})
+    wrong = admin.post(
+        "/_emulator/records/delete", json={"app": 1, "ids": [1]}, headers=password_headers("taro", "wrong")
+    )
+    assert_kintone_error(anonymous, 401, "CB_AU01")
+    assert_kintone_error(wrong, 401, "CB_WA01")
+    assert api.get("/k/v1/record.json", params={"app": 1, "id": 1}).status_code == 200
+
+
+def test_a_record_saved_with_a_password_is_by_that_user(
     api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver
 ) -> None:
-    tanaka = {"code": "tanaka", "name": "田中 花子"}
-    saved = admin.post(
-        "/_emulator/records/save",
-        json={"app": 1, "record": fields(key_name="mine", team="red"), "user": tanaka},
+    saved = api.post(
+        "/k/v1/record.json",
+        json={"app": 1, "record": fields(key_name="mine", team="red")},
+        headers=password_headers("taro"),
     )
     api.put(
         "/k/v1/record.json",
         json={"app": 1, "id": 1, "record": fields(team="blue")},
-        headers={"X-Emulator-User": "suzuki", "X-Emulator-User-Name": urllib.parse.quote("鈴木 一郎")},
+        headers=password_headers("hanako"),
     )
-    admin.post(
-        "/_emulator/records/save", json={"app": 1, "id": 1, "revision": 2, "record": fields(team="green")}
-    )
+    api.put("/k/v1/record.json", json={"app": 1, "id": 1, "revision": 2, "record": fields(team="green")})
     wait_webhooks(admin, 3)
 
-    added, by_header, by_default = receiver.bodies()
+    added, by_hanako, by_token = receiver.bodies()
+    taro = {"code": "taro", "name": "Taro"}
     assert saved.json() == {"id": "1", "revision": "1"}
-    assert (added["type"], added["record"]["作成者"]["value"]) == ("ADD_RECORD", tanaka)
-    assert by_header["record"]["更新者"]["value"] == {"code": "suzuki", "name": "鈴木 一郎"}
-    assert by_header["record"]["作成者"]["value"] == tanaka
-    assert by_default["record"]["更新者"]["value"]["code"] == "Administrator"
+    assert (added["type"], added["record"]["作成者"]["value"]) == ("ADD_RECORD", taro)
+    assert by_hanako["record"]["更新者"]["value"] == {"code": "hanako", "name": "hanako"}
+    assert by_hanako["record"]["作成者"]["value"] == taro
+    assert by_token["record"]["更新者"]["value"]["code"] == "Administrator"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Emulator-User": "taro"},  # the emulator once let anyone act as anyone with this; no longer
+        password_headers("taro", "wrong"),
+        password_headers("nobody", "anything"),
+    ],
+)
+def test_acting_as_a_user_takes_their_password(admin: httpx.Client, headers: dict[str, str]) -> None:
+    response = admin.post(
+        "/k/v1/record.json", json={"app": 1, "record": fields(key_name="x")}, headers=headers
+    )
+    assert response.status_code == 401
+    assert response.json()["code"] in ("CB_AU01", "CB_WA01")
 
 
 # ---- comments --------------------------------------------------------------------------------------
@@ -872,26 +899,3 @@ def test_the_command_line_prints_the_base_url_and_writes_the_ready_file(
     assert health.json()["status"] == "ok"
     assert records.json() == {"records": [], "totalCount": None}
     assert exit_code == 0
-
-
-def test_every_rest_request_naming_an_app_counts_against_its_day_refused_ones_too(
-    api: httpx.Client, admin: httpx.Client
-) -> None:
-    api.post("/k/v1/record.json", json={"app": "1", "record": fields(key_name="a", team="platform")})
-    api.get("/k/v1/records.json", params={"app": "1"})
-    api.get("/k/v1/record.json", params={"app": "1", "id": "999"})  # 404, still a request
-    api.get("/k/v1/records.json", params={"app": "2"})  # another app's budget
-    admin.get("/k/v1/records.json", params={"app": "1"})  # no token: refused, still counted
-    admin.post("/_emulator/records/save", json={"app": "1", "record": fields(key_name="b", team="x")})
-
-    counted = admin.get("/_emulator/requests", params={"app": "1"}).json()
-    other = admin.get("/_emulator/requests", params={"app": "2"}).json()
-    yesterday = admin.get("/_emulator/requests", params={"app": "1", "day": "2000-01-01"}).json()
-
-    assert (counted["count"], other["count"], yesterday["count"]) == (4, 1, 0)
-
-
-def test_kintones_day_starts_at_nine_in_tokyo() -> None:
-    nine_jst = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=9))).timestamp()
-    assert kintone_day(nine_jst - 1) == "2026-11-30"
-    assert kintone_day(nine_jst) == "2026-12-01"

@@ -10,6 +10,7 @@ import pytest
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.domain.ports import RecordRef, TransientError
 from lambdas.domain.request_budget import RequestMeter, kintone_day
+from tests.unit.test_http_adapters import NO_WAIT, StoredCredential
 
 NINE_JST = 1_796_083_200.0  # 2026-12-01T00:00:00Z, 09:00 in Tokyo
 
@@ -35,12 +36,14 @@ def test_every_request_of_the_adapter_is_counted_for_its_app_failed_ones_too() -
     now = [NINE_JST - 1]
     meter = RequestMeter(clock=lambda: now[0])
     answers = iter(
-        [httpx.Response(200, json={"record": {}}), httpx.Response(503), httpx.Response(200, json={})]
+        [httpx.Response(200, json={"record": {}}), *[httpx.Response(503)] * 3, httpx.Response(200, json={})]
     )
     client = httpx.Client(
         base_url="https://example.cybozu.com", transport=httpx.MockTransport(lambda _request: next(answers))
     )
-    records = KintoneRecords("https://example.cybozu.com", "token", 5, client=client, meter=meter)
+    records = KintoneRecords(
+        "https://example.cybozu.com", StoredCredential("token"), 5, client, NO_WAIT, meter=meter
+    )
 
     records.get_record(RecordRef(app_id="7", record_id="1"))
     with pytest.raises(TransientError):
@@ -50,7 +53,8 @@ def test_every_request_of_the_adapter_is_counted_for_its_app_failed_ones_too() -
     tally = Tally()
     published = meter.publish(tally)
 
-    assert published == {("7", "2026-11-30"): (2, 2), ("7", "2026-12-01"): (1, 1)}
+    # The failed read was tried three times: each try is a request kintone counts.
+    assert published == {("7", "2026-11-30"): (4, 4), ("7", "2026-12-01"): (1, 1)}
 
 
 def test_counts_the_tally_could_not_take_wait_for_the_next_invocation() -> None:

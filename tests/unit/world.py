@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from lambdas.domain.ports import RecordRef
 from lambdas.domain.provisioning import KeyProvisioner, Outcome, ProvisioningConfig
 from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
@@ -19,6 +22,7 @@ from tests.unit.fakes import (
     kintone_record,
 )
 
+CATALOG = TeamCatalog.model_validate(LOCAL_TEAM_CATALOG)
 APP = "7"
 GRACE = 3600
 STEPS = list(RotationStep)
@@ -27,7 +31,15 @@ STEPS = list(RotationStep)
 class World:
     """Every domain service on the same fakes, with a clock the test moves."""
 
-    def __init__(self, *, max_revoke_share: float = 0.2, mass_revoke_floor: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        max_revoke_share: float = 0.2,
+        mass_revoke_floor: int = 2,
+        port: Callable[[str, Any], Any] = lambda _name, fake: fake,
+    ) -> None:
+        """`port(name, fake)` is what the services get for each fake (the schedule explorer wraps
+        them so that every call a service makes to a port is a step it can schedule)."""
         self.now = 1_700_000_000.0
         self.crashes = CrashPoints()
         self.records = FakeRecords(self.crashes)
@@ -36,27 +48,29 @@ class World:
         self.state_store = FakeStateStore()
         self.queue = FakeQueue()
         codes = FieldCodes()
+        records, gateway = port("kintone", self.records), port("litellm", self.gateway)
+        key_store, state_store = port("secrets", self.key_store), port("dynamodb", self.state_store)
         self.provisioner = KeyProvisioner(
             ProvisioningConfig(
-                team_catalog=TeamCatalog.model_validate(LOCAL_TEAM_CATALOG),
+                team_catalog=CATALOG,
                 field_codes=codes,
                 language="en",
                 key_alias_prefix="kintone",
                 kintone_base_url="https://example.cybozu.com",
             ),
-            self.records,
-            self.gateway,
-            self.key_store,
-            self.state_store,
+            records,
+            gateway,
+            key_store,
+            state_store,
             clock=lambda: self.now,
-            rotations=self.key_store,
+            rotations=key_store,
         )
         self.rotator = KeyRotator(
             RotationConfig(field_codes=codes, language="en", key_alias_prefix="kintone", grace_seconds=GRACE),
-            self.key_store,
-            self.gateway,
-            self.records,
-            self.state_store,
+            key_store,
+            gateway,
+            records,
+            state_store,
             clock=lambda: self.now,
         )
         self.reconciler = Reconciler(
@@ -68,10 +82,10 @@ class World:
                 max_revoke_share=max_revoke_share,
                 mass_revoke_floor=mass_revoke_floor,
             ),
-            self.records,
-            self.state_store,
-            self.queue,
-            self.gateway,
+            records,
+            state_store,
+            port("sqs", self.queue),
+            gateway,
             clock=lambda: self.now,
         )
 
