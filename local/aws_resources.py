@@ -54,6 +54,8 @@ class ProvisioningResources:
     litellm_master_key_secret_id: str
     cybozu_user_api_token_secret_id: str
     webhook_token: str
+    alert_token_secret_id: str
+    alert_token: str
 
 
 def local_client(service: str, endpoint: str):
@@ -83,6 +85,7 @@ def create_provisioning_resources(
     litellm_master_key: str,
     cybozu_user_api_token: str,
     webhook_token: str | None = None,
+    alert_token: str | None = None,
 ) -> ProvisioningResources:
     """Queue, DLQ, state table and secrets as the CDK stack defines them. Safe to repeat."""
     sqs = local_client("sqs", endpoint)
@@ -133,6 +136,7 @@ def create_provisioning_resources(
 
     secretsmanager = local_client("secretsmanager", endpoint)
     webhook_token = webhook_token or secrets.token_urlsafe(32)
+    alert_token = alert_token or secrets.token_urlsafe(32)
     return ProvisioningResources(
         queue_url=queue_url,
         dead_letter_queue_url=dead_letter_queue_url,
@@ -148,4 +152,6 @@ def create_provisioning_resources(
             secretsmanager, f"{namespace}/cybozu-user-api-token", cybozu_user_api_token
         ),
         webhook_token=webhook_token,
+        alert_token_secret_id=_put_secret(secretsmanager, f"{namespace}/alert-token", alert_token),
+        alert_token=alert_token,
     )

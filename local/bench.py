@@ -4,7 +4,12 @@
 - time_to_key: a record saved in the kintone emulator → the record holds a key (checked to work);
 - webhook: the webhook handler's own time per request, warm, in this process;
 - burst: many records saved at once with a share of injected kintone faults: every record must end
-  with exactly one key; throughput is compared with raw `/key/generate` at the workers' concurrency.
+  with exactly one key; throughput is compared with raw `/key/generate` at the workers' concurrency,
+  and the kintone requests the pipeline sent for it are counted by the emulator, per key;
+- idle: the kintone requests of one incremental reconciler run, one full sweep and one idle spend
+  sync, counted by the pipeline's own meter, extrapolated to a day at the deployed cadence;
+- catch-up: records whose webhooks kintone dropped, saved over a minute, until each holds a key
+  (found by the stack's scheduled reconciler).
 
 The last line printed is one JSON object with the figures.
 """
@@ -25,6 +30,7 @@ import httpx
 
 from local import kintone_directory, stack
 from local.aws_resources import local_client
+from local.kintone_emulator.request_counter import kintone_day
 
 APP_ID = "1"
 
@@ -85,7 +91,7 @@ def time_to_key_ms(settings: dict[str, str], count: int) -> list[float]:
         [notification] = [
             entry
             for entry in kintone.get("/_emulator/webhooks").json()["notifications"]
-            if entry["record_id"] == record_id
+            if entry["record_id"] == record_id and entry["type"] == "ADD_RECORD"
         ]
         api_key = waited["record"]["api_key"]["value"]
         chat = litellm.post(
@@ -258,16 +264,110 @@ def burst(settings: dict[str, str], count: int, fault_share: float) -> dict[str,
         listed = litellm.get("/key/list", params={"key_alias": f"kintone-{APP_ID}-{record_id}"})
         return len(listed.json()["keys"])
 
+    requests_before = kintone_requests_by_api(kintone)
     started = time.time()
     with ThreadPoolExecutor(8) as pool:
         record_ids = list(pool.map(save, range(count)))
         finished = max(pool.map(keyed_at, record_ids))
         key_counts = list(pool.map(keys_for, record_ids))
     kintone.delete("/_emulator/faults")
+    requests_after = kintone_requests_by_api(kintone)
+    # The bench's own saves (the pipeline never adds a record) and the optional comments are left out.
+    pipeline_requests = sum(
+        requests_after[api] - requests_before.get(api, 0)
+        for api in requests_after
+        if api not in ("POST /k/v1/record.json", "POST /k/v1/record/comment.json")
+    )
     not_once = [record_id for record_id, keys in zip(record_ids, key_counts, strict=True) if keys != 1]
     if not_once:
         raise SystemExit(f"{len(not_once)} burst records do not hold exactly one key, e.g. {not_once[:5]}")
-    return {"records": count, "injected_faults": faults, "keys_per_second": count / (finished - started)}
+    return {
+        "records": count,
+        "injected_faults": faults,
+        "keys_per_second": count / (finished - started),
+        "kintone_requests_per_key": pipeline_requests / count,
+    }
+
+
+def kintone_requests_by_api(kintone: httpx.Client) -> dict[str, int]:
+    """What the emulator counted for the app today, per API (kintone's day turns at 9:00 JST)."""
+    counts = kintone.get("/_emulator/requests").json()["apps"].get(APP_ID, {})
+    return counts.get(kintone_day(time.time()), {}).get("by_api", {})
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.total = 0
+
+    def add(self, _app_id: str, _day: str, count: int) -> int:
+        self.total += count
+        return self.total
+
+
+def idle_requests_per_day() -> dict[str, float]:
+    """One incremental run, one full sweep and one idle spend sync, run here on the stack's settings
+    and counted by the pipeline's own meter; a day has one run a minute, a full sweep each hour and
+    a spend sync every `spend_sync_minutes` (the CDK defaults)."""
+    from lambdas.adapters import wiring  # noqa: PLC0415 - import after the environment is set
+    from local.runtime import invoke_reconciler, invoke_spend_sync  # noqa: PLC0415 - likewise
+    from stacks.config import EnvironmentSettings  # noqa: PLC0415 - only the defaults are read
+
+    os.environ.update(json.loads((stack.STATE_DIR / "functions.json").read_text()))
+
+    def requests_of(run, full_sweep_seconds: str) -> int:
+        os.environ["RECONCILE_FULL_SWEEP_SECONDS"] = full_sweep_seconds
+        wiring.reset_caches()
+        wiring.REQUEST_METER.publish(_Tally())  # forget what came before
+        run()
+        tally = _Tally()
+        wiring.REQUEST_METER.publish(tally)
+        return tally.total
+
+    invoke_spend_sync()  # write whatever changed, so the measured run is an idle one
+    full = requests_of(invoke_reconciler, "0")
+    incremental = requests_of(invoke_reconciler, "3600")
+    spend_idle = requests_of(invoke_spend_sync, "3600")
+    os.environ["RECONCILE_FULL_SWEEP_SECONDS"] = "0"
+    wiring.reset_caches()  # later measurements set their own environment
+    defaults = EnvironmentSettings.model_fields
+    runs_a_day = 24 * 60 // defaults["reconcile_every_minutes"].default
+    full_sweeps_a_day = 86_400 // defaults["reconcile_full_sweep_seconds"].default
+    spend_syncs_a_day = 24 * 60 // defaults["spend_sync_minutes"].default
+    per_day = (
+        (runs_a_day - full_sweeps_a_day) * incremental
+        + full_sweeps_a_day * full
+        + spend_syncs_a_day * spend_idle
+    )
+    return {"full_sweep": full, "incremental": incremental, "spend_sync_idle": spend_idle, "per_day": per_day}
+
+
+def catch_up_seconds(settings: dict[str, str], count: int, spread_seconds: float) -> list[float]:
+    """Records saved while kintone drops their webhooks, spread over `spread_seconds`; each one's
+    time until it holds a key, which only the stack's scheduled reconciler can bring."""
+    kintone = httpx.Client(base_url=settings["KINTONE_BASE_URL"], timeout=200)
+    headers = kintone_directory.demo_user_headers(settings, "taro")
+    kintone.post("/_emulator/config", json={"webhook_enabled": False}).raise_for_status()
+    saved: dict[str, float] = {}
+    try:
+        for index in range(count):
+            body = {
+                "app": APP_ID,
+                "record": {"key_name": {"value": f"catch-up {index}"}, "team": {"value": "platform"}},
+            }
+            saved[kintone.post("/k/v1/record.json", headers=headers, json=body).json()["id"]] = time.time()
+            time.sleep(spread_seconds / count)  # spreads the saves over the reconciler's cycle
+    finally:
+        kintone.post("/_emulator/config", json={"webhook_enabled": True}).raise_for_status()
+    durations = []
+    for record_id, saved_at in saved.items():
+        waited = kintone.get(
+            "/_emulator/records/wait",
+            params={"app": APP_ID, "id": record_id, "field": "api_key", "nonempty": "true", "timeout": 180},
+        ).json()
+        if not waited["matched"]:
+            raise SystemExit(f"catch-up record {record_id} got no key within 180 s")
+        durations.append(waited["matched_at"] - saved_at)
+    return durations
 
 
 def main() -> None:
@@ -275,6 +375,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--fault-share", type=float, default=0.05)
+    parser.add_argument("--catch-up", type=int, default=10, help="records with dropped webhooks")
     arguments = parser.parse_args()
     settings = stack.up()
     if settings["KINTONE_IS_EMULATOR"] != "true":
@@ -296,6 +397,8 @@ def main() -> None:
         )
     finally:
         httpx.post(emulator_config, json={"webhook_rate_per_minute": cap}, timeout=10).raise_for_status()
+    catch_up = catch_up_seconds(settings, arguments.catch_up, 60.0) if arguments.catch_up else []
+    idle = idle_requests_per_day()
     webhook = webhook_handler_ms(500)
     raw_throughput = raw_generate_throughput(
         settings["LITELLM_BASE_URL"], settings["LITELLM_MASTER_KEY"], 200, stack.WORKER_COUNT
@@ -308,7 +411,12 @@ def main() -> None:
         "ratio_p50": round(statistics.median(to_key) / statistics.median(raw), 2),
         "webhook_p99_ms": round(percentile(webhook, 0.99), 2),
         "records": len(to_key),
+        "kintone_requests_per_day_idle": idle["per_day"],
+        "kintone_requests_full_sweep": idle["full_sweep"],
+        "kintone_requests_incremental_run": idle["incremental"],
     }
+    if catch_up:
+        figures["catch_up_p99_s"] = round(percentile(catch_up, 0.99), 1)
     if burst_figures:
         figures.update(
             {
@@ -321,6 +429,7 @@ def main() -> None:
                 "burst_ratio_to_local_ceiling": round(
                     burst_figures["keys_per_second"] / min(raw_throughput, queue_ceiling), 2
                 ),
+                "kintone_requests_per_key_burst": round(burst_figures["kintone_requests_per_key"], 2),
             }
         )
     print(f"raw /key/generate:  p50 {figures['raw_generate_p50_ms']} ms  p99 {percentile(raw, 0.99):.1f} ms")
@@ -341,6 +450,15 @@ def main() -> None:
             f"                    moto's FIFO queue alone moves {figures['stand_in_queue_per_second']} msgs/s"
             f" at that burst size: ratio to the local ceiling {figures['burst_ratio_to_local_ceiling']}"
         )
+    print(
+        f"kintone requests:   idle day {figures['kintone_requests_per_day_idle']} (target ≤ 1,500;"
+        f" full sweep {figures['kintone_requests_full_sweep']},"
+        f" incremental run {figures['kintone_requests_incremental_run']})"
+    )
+    if burst_figures:
+        print(f"{'':20}per key in the burst {figures['kintone_requests_per_key_burst']} (target ≤ 0.5)")
+    if catch_up:
+        print(f"catch-up:           p99 {figures['catch_up_p99_s']} s for dropped webhooks (target ≤ 120)")
     print(json.dumps(figures))
 
 

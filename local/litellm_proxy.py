@@ -58,11 +58,17 @@ def _healthy(base_url: str) -> bool:
         return False
 
 
-def ensure_litellm(state_dir: Path) -> LiteLLMEndpoint:
-    """Start the proxy unless one of ours is running and healthy. Safe to call repeatedly."""
+def ensure_litellm(state_dir: Path, alert_url: str = "") -> LiteLLMEndpoint:
+    """Start the proxy unless one of ours is running and healthy. Safe to call repeatedly.
+
+    `alert_url` becomes LiteLLM's WEBHOOK_URL, where its budget alerts go (when it starts here).
+    """
     state_dir.mkdir(parents=True, exist_ok=True)  # a first run of the integration tests alone has none yet
     kit = offline_kit()
-    return _ensure_with_kit(kit, state_dir) if kit else _ensure_with_pip(state_dir)
+    alert_environment = {"WEBHOOK_URL": alert_url} if alert_url else {}
+    if kit:
+        return _ensure_with_kit(kit, state_dir, alert_environment)
+    return _ensure_with_pip(state_dir, alert_environment)
 
 
 def stop_litellm(state_dir: Path) -> None:
@@ -116,7 +122,7 @@ def _install_prometheus_client(python: Path, log) -> None:
     )  # fmt: skip
 
 
-def _ensure_with_kit(kit: Path, state_dir: Path) -> LiteLLMEndpoint:
+def _ensure_with_kit(kit: Path, state_dir: Path, alert_environment: dict[str, str]) -> LiteLLMEndpoint:
     target = kit_target(state_dir)
     env_file = target / "state" / "litellm.env"
     stamp_file = state_dir / "litellm-config.stamp"
@@ -129,7 +135,11 @@ def _ensure_with_kit(kit: Path, state_dir: Path) -> LiteLLMEndpoint:
     with (state_dir / "litellm-setup.log").open("ab") as log:
         subprocess.run([str(kit / "setup.sh"), str(target)], check=True, stdout=log, stderr=subprocess.STDOUT)
         _install_prometheus_client(target / "venv" / "bin" / "python", log)
-        environment = {**os.environ, "LITELLM_MASTER_KEY": "sk-local-" + secrets.token_urlsafe(24)}
+        environment = {
+            **os.environ,
+            **alert_environment,
+            "LITELLM_MASTER_KEY": "sk-local-" + secrets.token_urlsafe(24),
+        }
         started = subprocess.run(
             [
                 str(kit / "start.sh"),
@@ -173,7 +183,7 @@ def _run_as_postgres(argv: list[str], check: bool = True) -> None:
     subprocess.run(command, check=check, capture_output=True)
 
 
-def _ensure_with_pip(state_dir: Path) -> LiteLLMEndpoint:
+def _ensure_with_pip(state_dir: Path, alert_environment: dict[str, str]) -> LiteLLMEndpoint:
     endpoint_file = state_dir / "litellm.endpoint"
     if endpoint_file.exists() and running_pid("litellm", state_dir):
         values = _read_env_file(endpoint_file)
@@ -238,6 +248,7 @@ def _ensure_with_pip(state_dir: Path) -> LiteLLMEndpoint:
             "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{pg_port}/litellm",
             "LITELLM_MASTER_KEY": master_key,
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            **alert_environment,
         },
     )
     base_url = f"http://127.0.0.1:{port}"

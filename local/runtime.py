@@ -4,7 +4,7 @@
 - A poller long-polls the FIFO queue and hands batches to the worker handler as SQS events,
   deleting what succeeded and making failures visible again after a short delay, as Lambda does
   after a visibility timeout.
-- A schedule invokes the reconciler handler with EventBridge's scheduled event every interval.
+- Schedules invoke the reconciler and the spend sync handlers with EventBridge's scheduled event.
 - Rotations: in AWS the worker's `rotate_secret` makes Secrets Manager invoke the rotator for the
   four steps. moto does not run Lambda code, so here the worker's request runs the rotator handler
   for the four steps itself, with the same events, after the worker's invocation (as an asynchronous
@@ -27,6 +27,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,7 +40,8 @@ LOG = logging.getLogger("local.runtime")
 MAX_BATCH_SIZE = 10
 # The CDK stack's function timeout (stacks/constructs/functions.py, WORKER_TIMEOUT).
 FUNCTION_TIMEOUT_SECONDS = 60
-WEBHOOK_ROUTE = re.compile(r"/webhook/[^/]+")
+# The API's routes: kintone webhooks and LiteLLM budget alerts.
+API_ROUTE = re.compile(r"/(webhook|alert)/[^/]+")
 # API Gateway's payload limit for REST APIs.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
@@ -74,13 +76,13 @@ class FakeLambdaContext:
 def api_gateway_event(
     method: str, path: str, headers: dict[str, str], body: bytes, query: str = ""
 ) -> dict[str, Any]:
-    """An API Gateway REST proxy event for the route POST /webhook/{token}."""
+    """An API Gateway REST proxy event for the routes POST /webhook/{token} and /alert/{token}."""
     path_parameters = None
     resource = path
     parts = path.strip("/").split("/")
-    if len(parts) == 2 and parts[0] == "webhook":
+    if len(parts) == 2 and parts[0] in ("webhook", "alert"):
         path_parameters = {"token": parts[1]}
-        resource = "/webhook/{token}"
+        resource = f"/{parts[0]}/{{token}}"
     try:
         text, is_base64 = body.decode("utf-8"), False
     except UnicodeDecodeError:
@@ -133,13 +135,22 @@ def invoke_reconciler(event: dict[str, Any] | None = None) -> dict[str, Any]:
         return reconciler.handler(event or scheduled_event(), FakeLambdaContext("reconciler"))
 
 
-class ReconcilerSchedule:
-    """EventBridge's rate schedule for the reconciler."""
+def invoke_spend_sync() -> dict[str, Any]:
+    from lambdas.handlers import spend_sync  # noqa: PLC0415 - import after the environment is set
 
-    def __init__(self, interval_seconds: float) -> None:
+    with INVOCATION_LOCK:
+        return spend_sync.handler(scheduled_event(), FakeLambdaContext("spend-sync"))
+
+
+class Schedule:
+    """EventBridge's rate schedule for one function."""
+
+    def __init__(self, interval_seconds: float, invoke: Callable[[], Any], name: str) -> None:
         self._interval_seconds = interval_seconds
+        self._invoke = invoke
+        self._name = name
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reconciler-schedule", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{name}-schedule", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -151,9 +162,9 @@ class ReconcilerSchedule:
     def _run(self) -> None:
         while not self._stopping.wait(self._interval_seconds):
             try:
-                invoke_reconciler()
+                self._invoke()
             except Exception:  # a schedule fires again whatever the last run did, as EventBridge's does
-                LOG.exception("reconciler invocation failed")
+                LOG.exception("%s invocation failed", self._name)
 
 
 class InProcessRotations:
@@ -208,9 +219,10 @@ class WebhookGateway(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, port: int) -> None:
-        from lambdas.handlers import webhook  # noqa: PLC0415 - import after the environment is set
+        from lambdas.handlers import alerts, webhook  # noqa: PLC0415 - import after the environment is set
 
         self.webhook_handler = webhook.handler
+        self.alert_handler = alerts.handler
         super().__init__(("127.0.0.1", port), _GatewayRequestHandler)
 
 
@@ -242,7 +254,7 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
 
     def _route(self) -> None:
         path, _, query = self.path.partition("?")
-        if self.command != "POST" or WEBHOOK_ROUTE.fullmatch(path) is None:
+        if self.command != "POST" or API_ROUTE.fullmatch(path) is None:
             self.close_connection = True  # the body, if any, is left unread
             self._answer(
                 HTTPStatus.FORBIDDEN,
@@ -257,8 +269,13 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
             self._answer(refused.status, {"message": refused.message})
             return
         event = api_gateway_event("POST", path, dict(self.headers.items()), body, query)
+        # API Gateway's routes: budget alerts go to their own function.
+        if event["resource"] == "/alert/{token}":
+            handler, function_name = self.server.alert_handler, "alerts"
+        else:
+            handler, function_name = self.server.webhook_handler, "webhook"
         with INVOCATION_LOCK:
-            response = self.server.webhook_handler(event, FakeLambdaContext("webhook"))
+            response = handler(event, FakeLambdaContext(function_name))
         payload = response.get("body") or ""
         data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
         self._answer(response["statusCode"], data, response.get("headers") or {})
@@ -434,7 +451,7 @@ class QueuePoller:
 
 
 class LocalRuntime:
-    """The webhook endpoint, a queue poller (with rotations) and/or the reconciler's schedule."""
+    """The webhook endpoint, a queue poller (with rotations) and/or the schedules."""
 
     def __init__(
         self,
@@ -444,6 +461,7 @@ class LocalRuntime:
         poll_queue: bool,
         port: int = 0,
         reconcile_every_seconds: float | None = None,
+        sync_spend_every_seconds: float | None = None,
     ):
         from lambdas.adapters import wiring  # noqa: PLC0415 - import after the environment is set
 
@@ -452,9 +470,14 @@ class LocalRuntime:
         self.rotations = InProcessRotations()
         if poll_queue:
             wiring.use_local_rotation_requester(self.rotations)
-        self.schedule = (
-            ReconcilerSchedule(reconcile_every_seconds) if reconcile_every_seconds is not None else None
-        )
+        self.schedules = [
+            Schedule(interval, invoke, name)
+            for interval, invoke, name in (
+                (reconcile_every_seconds, invoke_reconciler, "reconciler"),
+                (sync_spend_every_seconds, invoke_spend_sync, "spend-sync"),
+            )
+            if interval is not None
+        ]
 
     @property
     def base_url(self) -> str:
@@ -468,8 +491,8 @@ class LocalRuntime:
             threading.Thread(target=self.gateway.serve_forever, name="gateway", daemon=True).start()
         if self.poller is not None:
             self.poller.start()
-        if self.schedule is not None:
-            self.schedule.start()
+        for schedule in self.schedules:
+            schedule.start()
         return self.base_url
 
     def stop(self) -> None:
@@ -478,17 +501,17 @@ class LocalRuntime:
             self.gateway.server_close()
         if self.poller is not None:
             self.poller.stop()
-        if self.schedule is not None:
-            self.schedule.stop()
+        for schedule in self.schedules:
+            schedule.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=["gateway", "worker", "reconciler"])
+    parser.add_argument("role", choices=["gateway", "worker", "reconciler", "spend-sync"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--queue-url", required=True)
     parser.add_argument("--ready-file")
-    parser.add_argument("--interval", type=float, default=60.0, help="reconciler: seconds between runs")
+    parser.add_argument("--interval", type=float, default=60.0, help="schedules: seconds between runs")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     runtime = LocalRuntime(
@@ -497,6 +520,7 @@ def main() -> None:
         poll_queue=arguments.role == "worker",
         port=arguments.port,
         reconcile_every_seconds=arguments.interval if arguments.role == "reconciler" else None,
+        sync_spend_every_seconds=arguments.interval if arguments.role == "spend-sync" else None,
     )
     base_url = runtime.start()
     if arguments.ready_file:

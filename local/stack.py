@@ -6,7 +6,8 @@
 
 Parts: LiteLLM on PostgreSQL, moto's server (SQS, Secrets Manager, DynamoDB), the kintone emulator,
 the webhook endpoint (API Gateway stand-in), worker processes polling the queue (Lambda stand-in)
-and the reconciler on a schedule (EventBridge stand-in, every RECONCILE_INTERVAL_SECONDS, default 60).
+the reconciler on a schedule (EventBridge stand-in, every RECONCILE_INTERVAL_SECONDS, default 60) and
+the spend sync on another (every SPEND_SYNC_SECONDS, default 30).
 KINTONE_BASE_URL + KINTONE_APP_ID + KINTONE_API_TOKEN in the environment select a real kintone app
 instead of the emulator; LITELLM_BASE_URL + LITELLM_MASTER_KEY a running LiteLLM. The emulator gets
 the directory of ``local.kintone_directory`` with passwords made for this stack; CYBOZU_USER_API_TOKEN
@@ -39,7 +40,7 @@ from local.aws_resources import (
     ensure_moto_server,
 )
 from local.litellm_proxy import LiteLLMEndpoint, ServiceStatus, ensure_litellm, litellm_status, stop_litellm
-from local.processes import running_pid, start_background, stop_background
+from local.processes import free_port, running_pid, start_background, stop_background
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".local"))
@@ -47,6 +48,8 @@ EMULATOR_PROCESS = "kintone-emulator"
 GATEWAY_PROCESS = "webhook-gateway"
 RECONCILER_PROCESS = "reconciler"
 RECONCILE_INTERVAL_SECONDS = os.environ.get("RECONCILE_INTERVAL_SECONDS", "60")
+SPEND_SYNC_PROCESS = "spend-sync"
+SPEND_SYNC_SECONDS = os.environ.get("SPEND_SYNC_SECONDS", "30")
 WORKER_COUNT = int(os.environ.get("LOCAL_WORKERS", "4"))
 NAMESPACE = "local"
 EMULATOR_APP_ID = "1"
@@ -79,6 +82,9 @@ def _stack_secrets() -> dict[str, Any]:
         "webhook_token": lambda: secrets.token_urlsafe(32),
         "kintone_user_passwords": kintone_directory.new_passwords,
         "cybozu_user_api_token": kintone_directory.new_user_api_token,
+        "alert_token": lambda: secrets.token_urlsafe(32),
+        # Fixed for the stack's life: LiteLLM, started first, is told where to post budget alerts.
+        "gateway_port": lambda: str(free_port()),
     }
     if not all(name in values for name in missing):
         values = {name: values[name] if name in values else make() for name, make in missing.items()}
@@ -140,11 +146,11 @@ def _ensure_kintone(stack_secrets: dict[str, Any]) -> tuple[str, str, str, bool]
     return base_url, EMULATOR_APP_ID, stack_secrets["kintone_api_token"], True
 
 
-def _ensure_litellm() -> LiteLLMEndpoint:
+def _ensure_litellm(alert_url: str) -> LiteLLMEndpoint:
     url, key = os.environ.get("LITELLM_BASE_URL", ""), os.environ.get("LITELLM_MASTER_KEY", "")
     if url and key:
         return LiteLLMEndpoint(url.rstrip("/"), key)
-    return ensure_litellm(STATE_DIR)
+    return ensure_litellm(STATE_DIR, alert_url)
 
 
 def function_environment(
@@ -168,6 +174,7 @@ def function_environment(
         "LITELLM_MASTER_KEY_SECRET_ID": resources.litellm_master_key_secret_id,
         "CYBOZU_USER_API_TOKEN_SECRET_ID": resources.cybozu_user_api_token_secret_id,
         "WEBHOOK_TOKEN_SECRET_ID": resources.webhook_token_secret_id,
+        "ALERT_TOKEN_SECRET_ID": resources.alert_token_secret_id,
         "QUEUE_URL": resources.queue_url,
         "DEAD_LETTER_QUEUE_URL": resources.dead_letter_queue_url,
         "STATE_TABLE_NAME": resources.state_table_name,
@@ -190,8 +197,9 @@ def up(progress: Callable[[str], None] = lambda step: None) -> dict[str, str]:
     """Start (or keep) every part; `progress` hears each step before it starts."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     stack_secrets = _stack_secrets()
+    gateway_base_url = f"http://127.0.0.1:{stack_secrets['gateway_port']}"
     progress("LiteLLM and PostgreSQL (the first time this installs them: about 2-3 minutes)")
-    litellm = _ensure_litellm()
+    litellm = _ensure_litellm(f"{gateway_base_url}/alert/{stack_secrets['alert_token']}")
     progress("kintone emulator")
     kintone_base_url, kintone_app_id, kintone_api_token, is_emulator = _ensure_kintone(stack_secrets)
     if not is_emulator and not os.environ.get("CYBOZU_USER_API_TOKEN"):
@@ -208,6 +216,7 @@ def up(progress: Callable[[str], None] = lambda step: None) -> dict[str, str]:
         litellm_master_key=litellm.master_key,
         cybozu_user_api_token=_user_api_token(stack_secrets),
         webhook_token=stack_secrets["webhook_token"],
+        alert_token=stack_secrets["alert_token"],
     )
     environment = function_environment(
         aws_endpoint=aws_endpoint,
@@ -227,8 +236,8 @@ def up(progress: Callable[[str], None] = lambda step: None) -> dict[str, str]:
     progress("kintone app settings (python -m ops.kintone_app)")
     # Before the functions start, so that they never read an app without its fields.
     configure_kintone_app(_directory_env(stack_secrets, is_emulator))
-    progress("webhook endpoint, workers and reconciler")
-    gateway_url = _ensure_functions(resources.queue_url, environment)
+    progress("webhook endpoint, workers, reconciler and spend sync")
+    gateway_url = _ensure_functions(resources.queue_url, environment, stack_secrets["gateway_port"])
     webhook_url = f"{gateway_url}/webhook/{resources.webhook_token}"
     if is_emulator:
         httpx.post(
@@ -294,7 +303,7 @@ def _directory_env(stack_secrets: dict[str, Any], is_emulator: bool) -> dict[str
     }
 
 
-def _ensure_functions(queue_url: str, environment: dict[str, str]) -> str:
+def _ensure_functions(queue_url: str, environment: dict[str, str], gateway_port: str) -> str:
     ready_file = STATE_DIR / "webhook-gateway.url"
     if running_pid(GATEWAY_PROCESS, STATE_DIR) is None:
         ready_file.unlink(missing_ok=True)
@@ -305,6 +314,8 @@ def _ensure_functions(queue_url: str, environment: dict[str, str]) -> str:
                 "-m",
                 "local.runtime",
                 "gateway",
+                "--port",
+                gateway_port,
                 "--queue-url",
                 queue_url,
                 "--ready-file",
@@ -322,28 +333,27 @@ def _ensure_functions(queue_url: str, environment: dict[str, str]) -> str:
                 STATE_DIR,
                 environment,
             )
-    if running_pid(RECONCILER_PROCESS, STATE_DIR) is None:
-        start_background(
-            RECONCILER_PROCESS,
-            [
-                sys.executable,
-                "-m",
-                "local.runtime",
-                "reconciler",
-                "--queue-url",
-                queue_url,
-                "--interval",
-                RECONCILE_INTERVAL_SECONDS,
-            ],
-            STATE_DIR,
-            environment,
-        )
+    for process, interval in (
+        (RECONCILER_PROCESS, RECONCILE_INTERVAL_SECONDS),
+        (SPEND_SYNC_PROCESS, SPEND_SYNC_SECONDS),
+    ):
+        if running_pid(process, STATE_DIR) is None:
+            start_background(
+                process,
+                [
+                    *(sys.executable, "-m", "local.runtime", process),
+                    *("--queue-url", queue_url, "--interval", interval),
+                ],
+                STATE_DIR,
+                environment,
+            )
     return _wait_for_file(ready_file, GATEWAY_PROCESS)
 
 
 def _stop_functions() -> None:
     stop_background(GATEWAY_PROCESS, STATE_DIR)
     stop_background(RECONCILER_PROCESS, STATE_DIR)
+    stop_background(SPEND_SYNC_PROCESS, STATE_DIR)
     for pid_file in STATE_DIR.glob("worker-*.pid"):
         stop_background(pid_file.stem, STATE_DIR)
 
@@ -367,7 +377,7 @@ def down() -> None:
 
 def status() -> list[ServiceStatus]:
     """Every part, LiteLLM and PostgreSQL first, with where its log is."""
-    names = [EMULATOR_PROCESS, MOTO_PROCESS, GATEWAY_PROCESS, RECONCILER_PROCESS]
+    names = [EMULATOR_PROCESS, MOTO_PROCESS, GATEWAY_PROCESS, RECONCILER_PROCESS, SPEND_SYNC_PROCESS]
     names += [f"worker-{i}" for i in range(WORKER_COUNT)]
     return litellm_status(STATE_DIR) + [
         ServiceStatus(name, running_pid(name, STATE_DIR) is not None, STATE_DIR / f"{name}.log")

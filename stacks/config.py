@@ -273,6 +273,10 @@ class KintoneSettings(_Settings):
     # The cybozu group (its code) that sees and edits every record and alone manages the app;
     # `python -m ops.kintone_app` writes it into the app's permissions.
     operators_group: str = Field(pattern=r"^\S{1,100}$")
+    # REST requests the app may make a day (10,000 on the Standard course, 100,000 on Wide), and the
+    # share of them at which the budget alarm fires.
+    daily_request_budget: int = Field(default=10_000, ge=100)
+    request_budget_alarm_share: float = Field(default=0.8, gt=0, le=1)
 
     @field_validator("operators_group")
     @classmethod
@@ -324,7 +328,11 @@ class EnvironmentSettings(_Settings):
     # one gateway need different prefixes.
     key_alias_prefix: str = Field(default="kintone", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
     secret_recovery_window_days: int = Field(default=7, ge=7, le=30)
-    reconcile_every_minutes: int = Field(default=5, ge=1, le=60)
+    # Every minute: a record whose webhook kintone dropped is keyed within 2 minutes, for one kintone
+    # request a run (1,440 a day); see the README's request budget for the trade-off.
+    reconcile_every_minutes: int = Field(default=1, ge=1, le=60)
+    # How often the spend sync copies each key's spend into its record (EventBridge: at least 1 minute).
+    spend_sync_minutes: int = Field(default=5, ge=1, le=60)
     # Defaults and bounds as in lambdas/domain/settings.py (tests/infra checks they stay equal).
     # Rotator: how long the replaced key keeps working after a rotation.
     rotation_grace_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
@@ -332,7 +340,7 @@ class EnvironmentSettings(_Settings):
     # often it lists every record (0: every run), and when it refuses to revoke at once: more than
     # mass_revoke_floor keys and more than max_revoke_share of the issued keys.
     reconcile_lookback_seconds: int = Field(default=120, ge=60, le=86_400)
-    reconcile_full_sweep_seconds: int = Field(default=900, ge=0, le=86_400)
+    reconcile_full_sweep_seconds: int = Field(default=3600, ge=0, le=86_400)
     max_revoke_share: float = Field(default=0.2, gt=0, le=1)
     mass_revoke_floor: int = Field(default=5, ge=0)
     worker_max_concurrency: int = Field(default=5, ge=2, le=100)

@@ -58,6 +58,12 @@ class GatewayStack(Stack):
         )
         CfnOutput(
             self,
+            "AlertUrlSecretArn",
+            value=self.gateway.alert_url_secret.secret_arn,
+            description="LiteLLM's WEBHOOK_URL for budget alerts: the AlertUrlWithoutToken output + token",
+        )
+        CfnOutput(
+            self,
             "AdminUiCredentialsSecretArn",
             value=self.gateway.ui_credentials_secret.secret_arn,
             description="Secret holding the admin UI's username and password",

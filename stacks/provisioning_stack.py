@@ -57,7 +57,13 @@ class ProvisioningStack(Stack):
             state=self.state,
             data_key=data_key,
         )
-        self.api = WebhookApi(self, "WebhookApi", settings=settings, handler=self.functions.webhook)
+        self.api = WebhookApi(
+            self,
+            "WebhookApi",
+            settings=settings,
+            handler=self.functions.webhook,
+            alert_handler=self.functions.alerts,
+        )
 
         CfnOutput(
             self,
@@ -70,6 +76,18 @@ class ProvisioningStack(Stack):
             "WebhookTokenSecretArn",
             value=self.secrets.webhook_token.secret_arn,
             description="Secret holding the token of the webhook URL",
+        )
+        CfnOutput(
+            self,
+            "AlertUrlWithoutToken",
+            value=self.api.alert_url_without_token,
+            description="Append the alert token secret's value: LiteLLM's WEBHOOK_URL for budget alerts",
+        )
+        CfnOutput(
+            self,
+            "AlertTokenSecretArn",
+            value=self.secrets.alert_token.secret_arn,
+            description="Secret holding the token of the budget alert URL",
         )
         CfnOutput(
             self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from lambdas.domain.ports import (
     ReconcilerCursor,
     RecordRef,
     Retirement,
+    ShownUsage,
     StateConflictError,
     TransientError,
 )
@@ -77,6 +79,37 @@ class DynamoDBStateStore:
     def states_with_status(self, app_id: str, status: KeyStatus) -> list[KeyState]:
         items = self._query_index(Key("status").eq(status.value), Attr("app_id").eq(app_id))
         return [_state_of(item) for item in items]
+
+    def mark_usage_shown(self, state: KeyState, usage: ShownUsage, revision: int) -> None:
+        key = {"pk": partition_key(RecordRef(app_id=state.app_id, record_id=state.record_id))}
+        same_key = Attr("status").eq(KeyStatus.ISSUED.value) & Attr("key_hash").eq(state.key_hash)
+        shown = usage.model_dump()
+        try:
+            self._table.update_item(
+                Key=key,
+                UpdateExpression="SET #usage = :usage, record_revision = :revision",
+                ConditionExpression=same_key & Attr("record_revision").eq(revision - 1),
+                ExpressionAttributeNames={"#usage": "usage"},
+                ExpressionAttributeValues={":usage": shown, ":revision": revision},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise _transient_or_same(error) from None
+            # Someone else wrote to the record too: the reconciler must still look at that change.
+        else:
+            return
+        try:
+            self._table.update_item(
+                Key=key,
+                UpdateExpression="SET #usage = :usage",
+                ConditionExpression=same_key,
+                ExpressionAttributeNames={"#usage": "usage"},
+                ExpressionAttributeValues={":usage": shown},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise _transient_or_same(error) from None
+            # The key was revoked or rotated meanwhile; the next sync writes what then holds.
 
     def get_cursor(self, app_id: str) -> ReconcilerCursor | None:
         item = self._get(f"reconciler#cursor#app#{app_id}")
@@ -176,3 +209,59 @@ def _item_of(state: KeyState) -> dict[str, Any]:
     item["models"] = list(state.models)
     item["updated_at"] = Decimal(str(state.updated_at))
     return item
+
+
+class DynamoDBAlertClaims:
+    """One item per alert sent, in the state table; DynamoDB's TTL removes it when it may repeat."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def claim(self, alert_id: str, expires_at: float) -> bool:
+        try:
+            self._table.put_item(
+                Item={"pk": f"alert#{alert_id}", "expires_at": int(expires_at)},
+                # TTL deletes within days of expiry, not at once: an expired claim counts as free.
+                ConditionExpression=Attr("pk").not_exists() | Attr("expires_at").lt(int(time.time())),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise _transient_or_same(error) from None
+        return True
+
+    def release(self, alert_id: str) -> None:
+        try:
+            self._table.delete_item(Key={"pk": f"alert#{alert_id}"})
+        except ClientError as error:
+            raise _transient_or_same(error) from None
+
+
+class DynamoDBRequestTally:
+    """Each app's kintone requests per day, one item per app and day, added to atomically."""
+
+    KEEP_SECONDS = 3 * 86_400
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def add(self, app_id: str, day: str, count: int) -> int:
+        try:
+            updated = self._table.update_item(
+                Key={"pk": f"kintone-requests#app#{app_id}#day#{day}"},
+                UpdateExpression="ADD requests :count SET expires_at = if_not_exists(expires_at, :expires)",
+                ExpressionAttributeValues={":count": count, ":expires": int(time.time()) + self.KEEP_SECONDS},
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as error:
+            raise _transient_or_same(error) from None
+        return int(updated["Attributes"]["requests"])
+
+    def total(self, app_id: str, day: str) -> int:
+        try:
+            item = self._table.get_item(
+                Key={"pk": f"kintone-requests#app#{app_id}#day#{day}"}, ConsistentRead=True
+            ).get("Item")
+        except ClientError as error:
+            raise _transient_or_same(error) from None
+        return int(item["requests"]) if item else 0

@@ -9,7 +9,7 @@ replaces `metadata`; `/key/info?key=<sha256>` answers 404 for an unknown key and
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -17,9 +17,11 @@ import httpx
 from lambdas.adapters.credentials import Credential, changed_on_refresh
 from lambdas.adapters.retries import DEFAULT_RETRY_POLICY, RetryPolicy, call_with_retries
 from lambdas.domain.key_request import key_hash
-from lambdas.domain.ports import KeyChange, KeySpec
+from lambdas.domain.ports import KeyChange, KeySpec, KeyUsage
 from lambdas.domain.redaction import redact
 from lambdas.domain.teams import TeamPolicy
+
+USAGE_PAGE_SIZE = 100  # the largest page /key/list serves
 
 
 class LiteLLMError(RuntimeError):
@@ -152,7 +154,10 @@ class LiteLLMKeyGateway:
         return True
 
     def alias_of(self, api_key: str) -> str | None:
-        info = self._key_info(api_key)
+        return self.alias_of_hash(key_hash(api_key))
+
+    def alias_of_hash(self, key_hash: str) -> str | None:
+        info = self._key_info_by_hash(key_hash)
         return None if info is None else info.get("key_alias")
 
     def rename_key(self, api_key: str, alias: str) -> None:
@@ -167,6 +172,41 @@ class LiteLLMKeyGateway:
             json={"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1},
         )
         return response.status_code == 200
+
+    # -- usage -----------------------------------------------------------------------------------
+
+    def key_usage(self, alias_contains: str) -> Iterator[KeyUsage]:
+        """Spend and budget of the keys whose alias contains `alias_contains` (case-insensitive), a
+        page of full key objects per call, oldest first so keys created meanwhile join the end."""
+        page = 1
+        while True:
+            response = self._request(
+                "GET",
+                "/key/list",
+                params={
+                    "return_full_object": "true",
+                    "key_alias": alias_contains,
+                    "substring_matching": "true",
+                    "sort_by": "created_at",
+                    "sort_order": "asc",
+                    "page": page,
+                    "size": USAGE_PAGE_SIZE,
+                },
+            )
+            self._raise_for_status(response)
+            body = response.json()
+            for key in body.get("keys") or []:
+                if isinstance(key, dict) and key.get("key_alias") and key.get("token"):
+                    yield KeyUsage(
+                        key_alias=key["key_alias"],
+                        key_hash=key["token"],
+                        spend=float(key.get("spend") or 0.0),
+                        max_budget=key.get("max_budget"),
+                        budget_reset_at=key.get("budget_reset_at"),
+                    )
+            if page >= int(body.get("total_pages") or 1):
+                return
+            page += 1
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -189,7 +229,10 @@ class LiteLLMKeyGateway:
         Looked up by its SHA-256 (LiteLLM's token) with the master key: the key itself never sits
         in a URL, and a key an admin blocked is still found rather than mistaken for a missing one.
         """
-        response = self._request("GET", "/key/info", params={"key": key_hash(api_key)})
+        return self._key_info_by_hash(key_hash(api_key))
+
+    def _key_info_by_hash(self, token: str) -> dict[str, Any] | None:
+        response = self._request("GET", "/key/info", params={"key": token})
         if response.status_code == 404:
             return None
         self._raise_for_status(response)

@@ -14,18 +14,25 @@ from aws_lambda_powertools.utilities import parameters
 from lambdas.adapters import source_identity
 from lambdas.adapters.credentials import SecretCredential
 from lambdas.adapters.cybozu_directory import CybozuDirectory
-from lambdas.adapters.dynamodb_state_store import DynamoDBStateStore
+from lambdas.adapters.dynamodb_state_store import (
+    DynamoDBAlertClaims,
+    DynamoDBRequestTally,
+    DynamoDBStateStore,
+)
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMKeyGateway
 from lambdas.adapters.retries import AWS_CLIENT_CONFIG
 from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
 from lambdas.adapters.sqs_work_queue import SqsWorkQueue
+from lambdas.domain.alerts import AlertConfig, BudgetAlerts
 from lambdas.domain.membership import Memberships
 from lambdas.domain.ports import RotationRequester
 from lambdas.domain.provisioning import KeyProvisioner, ProvisioningConfig
 from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
+from lambdas.domain.request_budget import RequestMeter
 from lambdas.domain.rotation import KeyRotator, RotationConfig
 from lambdas.domain.settings import load_settings
+from lambdas.domain.usage import SpendSync, SpendSyncConfig
 
 
 class AuditedClients:
@@ -105,6 +112,10 @@ def rotation_requester() -> RotationRequester:
     return _local_rotation_requester or key_store()
 
 
+# Every kintone request of this process, until an invocation's end adds them to the daily tally.
+REQUEST_METER = RequestMeter()
+
+
 @cache
 def kintone_records() -> KintoneRecords:
     settings = load_settings()
@@ -112,7 +123,13 @@ def kintone_records() -> KintoneRecords:
         settings.kintone_base_url,
         SecretCredential(settings.kintone_api_token_secret_id),
         settings.http_timeout_seconds,
+        meter=REQUEST_METER,
     )
+
+
+@cache
+def request_tally() -> DynamoDBRequestTally:
+    return DynamoDBRequestTally(boto3.resource("dynamodb").Table(load_settings().state_table_name))
 
 
 @cache
@@ -205,6 +222,39 @@ def reconciler() -> Reconciler:
 
 
 @cache
+def spend_sync() -> SpendSync:
+    settings = load_settings()
+    return SpendSync(
+        SpendSyncConfig(
+            app_id=settings.kintone_app_id,
+            field_codes=settings.field_codes,
+            key_alias_prefix=settings.key_alias_prefix,
+        ),
+        usage=litellm_gateway(),
+        records=kintone_records(),
+        state_store=state_store(),
+    )
+
+
+@cache
+def budget_alerts() -> BudgetAlerts:
+    settings = load_settings()
+    return BudgetAlerts(
+        AlertConfig(
+            app_id=settings.kintone_app_id,
+            key_alias_prefix=settings.key_alias_prefix,
+            team_catalog=settings.team_catalog,
+            language=settings.message_language,
+            repeat_after_seconds=settings.alert_repeat_after_seconds,
+        ),
+        records=kintone_records(),
+        keys=litellm_gateway(),
+        state_store=state_store(),
+        claims=DynamoDBAlertClaims(boto3.resource("dynamodb").Table(settings.state_table_name)),
+    )
+
+
+@cache
 def sqs_client() -> Any:
     return boto3.client("sqs", config=AWS_CLIENT_CONFIG)
 
@@ -220,6 +270,9 @@ def reset_caches() -> None:
         provisioner,
         rotator,
         reconciler,
+        spend_sync,
+        budget_alerts,
+        request_tally,
         sqs_client,
         load_settings,
     ):

@@ -84,6 +84,27 @@ _TEMPLATES: dict[str, dict[Language, str]] = {
         "ja": "キーを無効化しました。",
         "en": "Your key has been revoked.",
     },
+    "budget_of_key": {
+        "ja": "このキーの予算",
+        "en": "This key's budget",
+    },
+    "budget_of_team": {
+        "ja": "チーム '{team}' の予算",
+        "en": "Team '{team}''s budget",
+    },
+    "comment_budget_crossed": {
+        "ja": "{whose}を使い切りました（利用額 {spend} / 予算 {max_budget}）。"
+        "リセットまでリクエストは拒否されます。",
+        "en": "{whose} is used up (spend {spend} of {max_budget}). Requests are refused until it resets.",
+    },
+    "comment_threshold_crossed": {
+        "ja": "{whose}の残りがわずかです（利用額 {spend} / 予算 {max_budget}）。",
+        "en": "{whose} is nearly used up (spend {spend} of {max_budget}).",
+    },
+    "comment_projected_limit_exceeded": {
+        "ja": "このペースでは {date} に{whose}を超える見込みです（利用額 {spend} / 予算 {max_budget}）。",
+        "en": "At this rate, {whose} will run out on {date} (spend {spend} of {max_budget}).",
+    },
     "request_pending": {
         "ja": "依頼を処理できませんでした（{attempts} 回試しました: {reason}）。自動で再試行します。",
         "en": "The request did not complete after {attempts} attempts ({reason}). It will be retried.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -76,6 +76,16 @@ class KeyStatus(StrEnum):
     REVOKED = "REVOKED"
 
 
+class ShownUsage(BaseModel):
+    """The usage values last written to a record, as kintone field values."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spend: str
+    max_budget: str
+    budget_reset_at: str
+
+
 class KeyState(BaseModel):
     """What the system last made true for a record."""
 
@@ -96,6 +106,21 @@ class KeyState(BaseModel):
     message: str = ""
     updated_at: float = 0.0
     version: int = 0  # counts the writes; every write is conditional on the version it read
+    usage: ShownUsage | None = None  # what the spend sync last wrote to the record
+
+
+class RecordMissingError(RuntimeError):
+    """A write named a record that no longer exists (GAIA_RE01); a bulk write then changed nothing."""
+
+
+class RecordWrite(BaseModel):
+    """Field values for one record of a bulk write; without a revision it cannot conflict."""
+
+    model_config = ConfigDict(frozen=True)
+
+    record_id: str
+    values: dict[str, str]
+    revision: int | None = None
 
 
 class RecordSource(Protocol):
@@ -245,6 +270,43 @@ class SweepStateStore(StateStore, Protocol):
 
 class RecordLister(Protocol):
     def query_records(self, app_id: str, query: str, fields: list[str]) -> list[dict[str, Any]]: ...
+
+
+class RecordWriter(Protocol):
+    def write_records(self, app_id: str, writes: Sequence[RecordWrite]) -> dict[str, int]:
+        """One bulk write of up to 100 records, all or nothing; returns each record's new revision.
+
+        Raises RevisionConflictError or RecordMissingError, and then no record was changed.
+        """
+        ...
+
+
+class KeyUsage(BaseModel):
+    """A key's spend and budget as LiteLLM reports them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_alias: str
+    key_hash: str
+    spend: float
+    max_budget: float | None = None
+    budget_reset_at: str | None = None  # ISO 8601, as LiteLLM sends it
+
+
+class UsageSource(Protocol):
+    def key_usage(self, alias_contains: str) -> Iterator[KeyUsage]:
+        """The usage of every key whose alias contains this text, read in pages (never key by key)."""
+        ...
+
+
+class UsageStateStore(Protocol):
+    def states_with_status(self, app_id: str, status: KeyStatus) -> list[KeyState]: ...
+
+    def mark_usage_shown(self, state: KeyState, usage: ShownUsage, revision: int) -> None:
+        """Remember what the record now shows. The record's new `revision` is taken as the one the
+        system last saw only when the state saw the revision just before it: then nobody else wrote
+        in between, and the reconciler need not look at the record again."""
+        ...
 
 
 class WorkQueue(Protocol):

@@ -38,6 +38,10 @@ class FieldCodes(BaseModel):
     # USER_SELECT naming who holds the key (a lead registering one for a teammate); a record without
     # it, or with it empty, belongs to its creator.
     owner: str = "owner"
+    # Usage, written by the spend sync: NUMBER, NUMBER, DATETIME.
+    spend: str = "spend"
+    max_budget: str = "max_budget"
+    budget_reset_at: str = "budget_reset_at"
     creator: str = "作成者"
     modifier: str = "更新者"
     updated_time: str = "更新日時"
@@ -52,6 +56,10 @@ class Settings(BaseModel):
     litellm_base_url: str = Field(pattern=r"^https?://")
     litellm_master_key_secret_id: str = Field(min_length=1)
     webhook_token_secret_id: str = Field(min_length=1)
+    # Budget alerts: the secret holding the token that ends LiteLLM's WEBHOOK_URL (none: route off),
+    # and how long one alert per event and key is remembered.
+    alert_token_secret_id: str = ""
+    alert_repeat_after_seconds: int = Field(default=7 * 86_400, ge=3600, le=90 * 86_400)
     queue_url: str = ""
     # Worker: where a request rests after its last attempt, and the backoff between deliveries.
     dead_letter_queue_url: str = ""
@@ -77,7 +85,7 @@ class Settings(BaseModel):
     # Reconciler: how far before its last run it looks again (kintone times are to the minute),
     # how often it lists every record, and when it refuses to revoke at once.
     reconcile_lookback_seconds: int = Field(default=120, ge=60, le=86_400)
-    reconcile_full_sweep_seconds: int = Field(default=900, ge=0, le=86_400)
+    reconcile_full_sweep_seconds: int = Field(default=3600, ge=0, le=86_400)
     max_revoke_share: float = Field(default=0.2, gt=0, le=1)
     mass_revoke_floor: int = Field(default=5, ge=0)
     # The directory (cybozu.com User API, on the kintone domain): a common-administration API token
@@ -113,6 +121,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "LITELLM_BASE_URL": "litellm_base_url",
     "LITELLM_MASTER_KEY_SECRET_ID": "litellm_master_key_secret_id",
     "WEBHOOK_TOKEN_SECRET_ID": "webhook_token_secret_id",
+    "ALERT_TOKEN_SECRET_ID": "alert_token_secret_id",
+    "ALERT_REPEAT_AFTER_SECONDS": "alert_repeat_after_seconds",
     "QUEUE_URL": "queue_url",
     "DEAD_LETTER_QUEUE_URL": "dead_letter_queue_url",
     "REDELIVERY_BASE_SECONDS": "redelivery_base_seconds",

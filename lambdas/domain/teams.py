@@ -52,6 +52,8 @@ class TeamPolicy(BaseModel):
     budget_duration: str | None = Field(default=None, pattern=r"^[0-9]+[smhd]$|^[0-9]+mo$")
     rpm_limit: int | None = Field(default=None, gt=0)
     tpm_limit: int | None = Field(default=None, gt=0)
+    # The kintone login name told when the team's budget runs out (budget alerts).
+    contact: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class TeamCatalog(RootModel[dict[str, TeamPolicy]]):

@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
 from lambdas.adapters.observability import logger, metrics, tracer
+from lambdas.adapters.request_metrics import counts_kintone_requests
 from lambdas.adapters.wiring import reconciler
 
 
@@ -24,6 +25,7 @@ class ReconcileRequest(BaseModel):
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
+@counts_kintone_requests
 def handler(event: dict, context: LambdaContext) -> dict:
     request = ReconcileRequest.model_validate(event)
     report = reconciler().run(allow_mass_revoke=request.allow_mass_revoke)

@@ -7,6 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
 from lambdas.adapters.observability import logger, metrics, tracer
+from lambdas.adapters.request_metrics import counts_kintone_requests
 from lambdas.adapters.wiring import rotator
 from lambdas.domain.rotation import RotationStep
 
@@ -22,6 +23,7 @@ class RotationEvent(BaseModel):
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
+@counts_kintone_requests
 def handler(event: dict, context: LambdaContext) -> None:
     rotation = RotationEvent.model_validate(event)
     log_fields = {"secret_id": rotation.SecretId, "step": rotation.Step.value}

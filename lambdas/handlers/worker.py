@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.adapters.observability import logger, metrics, tracer
+from lambdas.adapters.request_metrics import counts_kintone_requests
 from lambdas.adapters.retries import set_invocation_deadline
 from lambdas.adapters.sqs_work_queue import SqsWorkQueue
 from lambdas.adapters.wiring import provisioner, sqs_client
@@ -236,6 +237,7 @@ def _dedup_id(record: SQSRecord, purpose: str) -> str:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
+@counts_kintone_requests
 def handler(event: dict, context: LambdaContext) -> dict:
     _decisions.clear()
     # Retries inside the invocation stop early enough to leave time for what follows a failure.

@@ -10,6 +10,10 @@ each grant is an API call its code makes (lambdas/adapters):
   rotation (and so invoke the rotator, as AWS requires of RotateSecret's caller); assume the audit role.
 - reconciler: read the kintone, directory and LiteLLM secrets; get and put its cursor and read states, query
   the status index, delete due retirements; send to the queue. No key secret at all.
+- spend sync: read the kintone and LiteLLM secrets; query the status index for issued states and
+  update their usage. No queue, no key secret.
+- alerts: read the alert token, kintone and LiteLLM secrets; get a record's state, put and delete
+  its alert claims. No queue, no key secret.
 - rotator: read the kintone and LiteLLM secrets; get and put the record's state; the four rotation
   steps' calls on key secrets (describe, read, put the pending value, move the stages) under the key
   prefix. Invoked by Secrets Manager only; it acts under its own role, never the audit role.
@@ -90,14 +94,22 @@ class TableAccess:
         return bool({"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"} & set(self.table))
 
 
+# Every function that calls kintone adds its requests to the app's daily tally (an UpdateItem).
 # get / put of the record's state.
-WORKER_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem"))
+WORKER_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"))
 # get / put of the state, and schedule_retirement (a put).
-ROTATOR_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem"))
+ROTATOR_TABLE = TableAccess(table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"))
 # get / get_cursor, put_cursor, clear_retirement (a conditional delete); states_with_status and
 # due_retirements query the status index.
 RECONCILER_TABLE = TableAccess(
-    table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"), status_index=("dynamodb:Query",)
+    table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"),
+    status_index=("dynamodb:Query",),
+)
+# states_with_status queries the status index; mark_usage_shown updates (conditionally).
+SPEND_SYNC_TABLE = TableAccess(table=("dynamodb:UpdateItem",), status_index=("dynamodb:Query",))
+# get of the record's state; claim (conditional put) and release (delete) of an alert.
+ALERTS_TABLE = TableAccess(
+    table=("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem")
 )
 # What Lambda needs to attach a function to the VPC. EC2 offers no resource-level scoping for
 # the Describe calls, and Lambda checks these on the role before it creates the function.
@@ -119,6 +131,11 @@ class FunctionSpec:
     # Functions that call LiteLLM run in the VPC to reach the internal ALB.
     in_vpc: bool
 
+    @property
+    def construct_name(self) -> str:
+        """`spend_sync` → `SpendSync`."""
+        return "".join(part.title() for part in self.name.split("_"))
+
 
 WEBHOOK = FunctionSpec(
     "webhook", "Authenticates and validates kintone webhooks, then enqueues them", Duration.seconds(10), False
@@ -128,6 +145,18 @@ WORKER = FunctionSpec(
 )
 RECONCILER = FunctionSpec(
     "reconciler", "Finds kintone records that webhooks missed and enqueues them", Duration.minutes(5), True
+)
+SPEND_SYNC = FunctionSpec(
+    "spend_sync",
+    "Copies each issued key's spend and budget from LiteLLM into its kintone record",
+    Duration.minutes(5),
+    True,
+)
+ALERTS = FunctionSpec(
+    "alerts",
+    "Turns LiteLLM budget alerts into comments on the keys' kintone records",
+    Duration.seconds(15),
+    True,
 )
 ROTATOR = FunctionSpec(
     "rotator",
@@ -203,11 +232,15 @@ class ProvisioningFunctions(Construct):
         self.worker = self._function(WORKER, environment)
         self.reconciler = self._function(RECONCILER, environment)
         self.rotator = self._function(ROTATOR, environment)
+        self.spend_sync = self._function(SPEND_SYNC, environment)
+        self.alerts = self._function(ALERTS, environment)
         self.by_name = {
             "Webhook": self.webhook,
             "Worker": self.worker,
             "Reconciler": self.reconciler,
             "Rotator": self.rotator,
+            "SpendSync": self.spend_sync,
+            "Alerts": self.alerts,
         }
 
         self.audit_role = self._audit_role()
@@ -246,7 +279,7 @@ class ProvisioningFunctions(Construct):
         # that used its last attempt in the dead-letter queue.
         self._allow_send(self.worker, queue)
         self._allow_send(self.worker, queue, dead_letters=True)
-        for function in (self.worker, self.reconciler, self.rotator):
+        for function in (self.worker, self.reconciler, self.rotator, self.spend_sync, self.alerts):
             self._allow_secret_read(function, secrets.kintone_api_token)
             self._allow_secret_read(function, secrets.litellm_master_key)
         # Only the functions that ask the directory (issuing, offboarding sweeps) may read its credential.
@@ -256,6 +289,11 @@ class ProvisioningFunctions(Construct):
         self._allow_table(self.rotator, state, ROTATOR_TABLE)
         # The reconciler keeps its sweep cursor in the table and clears retired keys' entries.
         self._allow_table(self.reconciler, state, RECONCILER_TABLE)
+        self._allow_table(self.spend_sync, state, SPEND_SYNC_TABLE)
+        # alerts: LiteLLM's webhook alerting calls it through the API's /alert/{token} route.
+        self.alerts.add_environment("ALERT_TOKEN_SECRET_ID", secrets.alert_token.secret_arn)
+        self._allow_secret_read(self.alerts, secrets.alert_token)
+        self._allow_table(self.alerts, state, ALERTS_TABLE)
         self._allow_send(self.reconciler, queue)
         self._allow_key_secrets(self.worker.role, WORKER_KEY_SECRET_ACTIONS)
         self._allow_key_secrets(self.audit_role, AUDIT_KEY_SECRET_ACTIONS)
@@ -274,6 +312,14 @@ class ProvisioningFunctions(Construct):
             schedule=events.Schedule.rate(Duration.minutes(settings.reconcile_every_minutes)),
             targets=[events_targets.LambdaFunction(self.reconciler, retry_attempts=0)],
         )
+        # spend sync: EventBridge's shortest rate is a minute.
+        events.Rule(
+            self,
+            "SpendSyncSchedule",
+            description="Copies key spend from LiteLLM into the kintone records",
+            schedule=events.Schedule.rate(Duration.minutes(settings.spend_sync_minutes)),
+            targets=[events_targets.LambdaFunction(self.spend_sync, retry_attempts=0)],
+        )
         # rotator: only Secrets Manager may invoke it, only for key secrets of this account.
         self.rotator.add_permission(
             "InvokedBySecretsManager",
@@ -287,11 +333,11 @@ class ProvisioningFunctions(Construct):
         settings = self._settings
         role = iam.Role(
             self,
-            f"{spec.name.title()}Role",
+            f"{spec.construct_name}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"{settings.resource_prefix} {spec.name} function",
         )
-        logs = log_group(self, f"{spec.name.title()}Logs", settings)
+        logs = log_group(self, f"{spec.construct_name}Logs", settings)
         logs.grant_write(role)
         in_vpc = spec.in_vpc and self._gateway.vpc is not None
         if in_vpc:
@@ -311,7 +357,7 @@ class ProvisioningFunctions(Construct):
             )
         function = lambda_.Function(
             self,
-            spec.name.title(),
+            spec.construct_name,
             description=spec.description,
             runtime=RUNTIME,
             architecture=(

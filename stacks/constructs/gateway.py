@@ -131,6 +131,22 @@ class LiteLLMGateway(Construct):
             "LiteLLM's salt key must never change: credentials already encrypted with it in the "
             "database would become unreadable.",
         )
+        # LiteLLM posts budget alerts to WEBHOOK_URL: the provisioning API's /alert/<token>. That URL
+        # exists only after the provisioning stack (which depends on this one), so the operator puts it
+        # here after the first deploy (docs/deployment.md); until then alerts fail to send, nothing else.
+        self.alert_url_secret = generated_secret(
+            self,
+            "AlertUrl",
+            description="LiteLLM WEBHOOK_URL for budget alerts: AlertUrlWithoutToken + the alert token",
+            key=self.key,
+            removal_policy=data_removal_policy(settings),
+        )
+        acknowledge(
+            self.alert_url_secret,
+            "AwsSolutions-SMG4",
+            "The URL holds the provisioning API's alert token and is replaced with it by the operator; "
+            "LiteLLM reads it only at task start.",
+        )
         self.database = GatewayDatabase(self, "Database", settings=settings, vpc=vpc, encryption_key=self.key)
 
         # Security groups: none allows all outbound; each path is opened explicitly below.
@@ -207,6 +223,7 @@ class LiteLLMGateway(Construct):
             secrets={
                 "LITELLM_MASTER_KEY": ecs.Secret.from_secrets_manager(self.master_key_secret),
                 "LITELLM_SALT_KEY": ecs.Secret.from_secrets_manager(salt_key_secret),
+                "WEBHOOK_URL": ecs.Secret.from_secrets_manager(self.alert_url_secret),
                 "DATABASE_USERNAME": ecs.Secret.from_secrets_manager(database_secret, "username"),
                 "DATABASE_PASSWORD": ecs.Secret.from_secrets_manager(database_secret, "password"),
                 "UI_USERNAME": ecs.Secret.from_secrets_manager(self.ui_credentials_secret, "username"),

@@ -31,6 +31,8 @@ MASS_REVOKE_BLOCKED = "MassRevokeBlocked"
 # A full sweep could not read the directory (cybozu.com User API), so no owner was checked.
 OWNER_CHECK_FAILED = "OwnerCheckFailed"
 KEYS_ROTATED = "KeysRotated"
+# The app's kintone requests so far in kintone's day (all functions), against its daily budget.
+KINTONE_REQUESTS_TODAY = "KintoneRequestsToday"
 TIME_TO_KEY = "TimeToKey"
 _AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 _FIVE_MINUTES = Duration.minutes(5)
@@ -110,6 +112,16 @@ class Monitoring(Construct):
             threshold=1,
             description="The reconciler found many issued keys without a record and revoked none: check "
             'the kintone app, then invoke the reconciler with {"allow_mass_revoke": true} if intended.',
+        )
+        budget = settings.kintone.daily_request_budget
+        self._alarm(
+            "KintoneDailyBudgetNearlySpent",
+            self._pipeline_metric(KINTONE_REQUESTS_TODAY, "Maximum", "kintone requests today"),
+            threshold=round(budget * settings.kintone.request_budget_alarm_share),
+            description=f"The pipeline sent {settings.kintone.request_budget_alarm_share:.0%} of the "
+            f"app's {budget:,} kintone requests for today (the count restarts at 9:00 JST). Past the "
+            "budget kintone warns the store administrator: look for a loop or a burst, or lengthen the "
+            "reconciler's and the spend sync's intervals.",
         )
         self._alarm(
             "OwnerCheckFailed",

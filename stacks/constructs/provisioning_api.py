@@ -1,4 +1,5 @@
-"""The webhook endpoint kintone calls: an API Gateway REST API, POST /webhook/{token} -> webhook function.
+"""The webhook endpoint kintone calls: an API Gateway REST API, POST /webhook/{token} -> webhook function,
+and POST /alert/{token} -> alerts function for LiteLLM's budget alerts.
 
 The token in the path is the credential (kintone webhooks carry no signature or custom header), so
 nothing that logs or traces request paths may see it: access logs record the route template
@@ -21,6 +22,7 @@ from stacks.constructs.webhook_guard import WebhookFirewall, source_ip_policy
 
 STAGE_NAME = "v1"
 WEBHOOK_RESOURCE = "webhook"
+ALERT_RESOURCE = "alert"
 TOKEN_PATH_PARAMETER = "token"  # noqa: S105 - the name of a path parameter, not a credential
 
 # Fields of each access log line. Deliberately absent: $context.path and the request URL.
@@ -48,6 +50,7 @@ class WebhookApi(Construct):
         *,
         settings: EnvironmentSettings,
         handler: lambda_.IFunction,
+        alert_handler: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         access_logs = log_group(self, "AccessLogs", settings)
@@ -141,3 +144,23 @@ class WebhookApi(Construct):
             "API Gateway's account-level logging role; the AWS managed policy is the documented one.",
         )
         self.webhook_url_without_token = f"{self.api.url}{WEBHOOK_RESOURCE}/"
+
+        # LiteLLM's budget alerts (webhook alerting): unsigned JSON, so the path token again.
+        alert_token = self.api.root.add_resource(ALERT_RESOURCE).add_resource(f"{{{TOKEN_PATH_PARAMETER}}}")
+        self.alert_method = alert_token.add_method(
+            "POST",
+            apigateway.LambdaIntegration(alert_handler, allow_test_invoke=False),
+            request_parameters={f"method.request.path.{TOKEN_PATH_PARAMETER}": True},
+            request_validator_options=apigateway.RequestValidatorOptions(
+                request_validator_name="litellm-alert", validate_request_parameters=True
+            ),
+        )
+        for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+            acknowledge(
+                self.alert_method,
+                rule,
+                "LiteLLM's webhook alerting sends only a Content-Type header and no signature; the caller "
+                "is authenticated by the long random token in the path, compared in constant time by the "
+                "alerts function, which resolves the key from its own state before it comments.",
+            )
+        self.alert_url_without_token = f"{self.api.url}{ALERT_RESOURCE}/"

@@ -35,6 +35,16 @@ class ProvisioningSecrets(Construct):
             "The token is part of the webhook URL stored in kintone's app settings, which kintone offers no "
             "API to update; rotating it is a manual change (new token, new URL pasted into kintone).",
         )
+        self.alert_token = self._generated(
+            "AlertToken",
+            "Token in LiteLLM's budget alert URL (https://.../alert/<token>): LiteLLM cannot sign alerts",
+        )
+        acknowledge(
+            self.alert_token,
+            "AwsSolutions-SMG4",
+            "The token is part of LiteLLM's WEBHOOK_URL, set in the gateway's alert URL secret; rotating "
+            "it is a manual change of both (new token, new URL, gateway tasks restarted).",
+        )
         # Created with a random placeholder: the real token is issued in kintone's app settings and
         # put here by the operator (see docs/deployment.md).
         self.kintone_api_token = self._generated(

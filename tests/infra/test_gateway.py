@@ -121,6 +121,7 @@ def test_credentials_reach_litellm_only_as_secrets(environment: Synthesized) -> 
         "DATABASE_PASSWORD",
         "UI_USERNAME",
         "UI_PASSWORD",
+        "WEBHOOK_URL",  # budget alerts: the URL holds the provisioning API's alert token
     }
     plain = {variable["Name"] for variable in container["Environment"]}
     assert not plain & {"LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_PASSWORD", "DATABASE_URL"}
@@ -130,7 +131,7 @@ def test_credentials_reach_litellm_only_as_secrets(environment: Synthesized) -> 
 
 def test_secrets_are_generated_by_secrets_manager_and_encrypted(environment: Synthesized) -> None:
     secrets = environment.resources("gateway", "AWS::SecretsManager::Secret")
-    assert len(secrets) == 4  # master key, salt key, admin UI login, database credentials
+    assert len(secrets) == 5  # master key, salt key, admin UI login, database credentials, alert URL
     for secret in secrets.values():
         # No fixed names: a secret retained by a failed first deploy must not collide with the retry.
         assert "Name" not in secret["Properties"]

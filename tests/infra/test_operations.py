@@ -64,9 +64,15 @@ def alarm_metrics(synthesized: Synthesized) -> dict[str, dict]:
 
 def test_alarms_cover_dead_letters_errors_age_and_throttles(environment: Synthesized) -> None:
     alarms = alarm_metrics(environment)
-    expected = {"DeadLetterQueueNotEmpty", "OldestMessageTooOld", "WebhookServerErrors", "MassRevokeBlocked"}
-    expected.add("OwnerCheckFailed")
-    for name in ("Webhook", "Worker", "Reconciler", "Rotator"):
+    expected = {
+        "DeadLetterQueueNotEmpty",
+        "OldestMessageTooOld",
+        "WebhookServerErrors",
+        "MassRevokeBlocked",
+        "OwnerCheckFailed",
+        "KintoneDailyBudgetNearlySpent",
+    }
+    for name in ("Webhook", "Worker", "Reconciler", "Rotator", "SpendSync", "Alerts"):
         expected |= {f"{name}Errors", f"{name}Throttles"}
     if environment.settings.gateway.create:
         expected |= {
@@ -117,3 +123,13 @@ def test_dashboard_shows_keys_failures_time_to_key_queue_depth_and_gateway_healt
     for piece in ("KeysIssued", "RequestsFailed", "TimeToKey", "ApproximateNumberOfMessagesVisible"):
         assert piece in body, piece
     assert ("HealthyHostCount" in body) == environment.settings.gateway.create
+
+
+def test_an_alarm_fires_at_the_configured_share_of_the_daily_kintone_budget(environment: Synthesized) -> None:
+    alarm = alarm_metrics(environment)["KintoneDailyBudgetNearlySpent"]
+    kintone = environment.settings.kintone
+    [metric] = alarm["Metrics"]  # a labelled metric is written as a metric query
+    assert metric["MetricStat"]["Metric"]["MetricName"] == "KintoneRequestsToday"
+    assert metric["MetricStat"]["Stat"] == "Maximum"
+    assert alarm["Threshold"] == round(kintone.daily_request_budget * kintone.request_budget_alarm_share)
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"

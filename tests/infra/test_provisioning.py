@@ -24,7 +24,7 @@ from tests.infra.conftest import REPO_ROOT, Synthesized, cdk_context, key_secret
 
 pytestmark = pytest.mark.infra
 
-FUNCTIONS = ("webhook", "worker", "reconciler", "rotator")
+FUNCTIONS = ("webhook", "worker", "reconciler", "rotator", "spend_sync", "alerts")
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
 # Read by httpx and boto3 themselves (stacks/constructs/egress.py): the proxy and the private CA.
 EGRESS_VARIABLES = {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "SSL_CERT_FILE"}
@@ -32,9 +32,18 @@ EGRESS_VARIABLES = {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "SSL_CERT_FILE"}
 
 def function(synthesized: Synthesized, name: str) -> dict[str, Any]:
     logical_id = synthesized.logical_id(
-        "provisioning", "AWS::Lambda::Function", rf"/Functions/{name.title()}/Resource$"
+        "provisioning", "AWS::Lambda::Function", rf"/Functions/{construct_name(name)}/Resource$"
     )
     return synthesized.resources("provisioning", "AWS::Lambda::Function")[logical_id]
+
+
+def rate(minutes: int) -> str:
+    """EventBridge's rate expression: the unit is singular for 1."""
+    return f"rate({minutes} {'minute' if minutes == 1 else 'minutes'})"
+
+
+def construct_name(function_name: str) -> str:
+    return "".join(part.title() for part in function_name.split("_"))
 
 
 def role_statements(synthesized: Synthesized, role: str) -> list[dict[str, Any]]:
@@ -156,7 +165,7 @@ def test_functions_get_the_settings_the_code_reads(environment: Synthesized, nam
 
 def test_functions_that_call_litellm_run_in_the_vpc(environment: Synthesized) -> None:
     assert "VpcConfig" not in function(environment, "webhook")["Properties"]
-    for name in ("worker", "reconciler", "rotator"):
+    for name in ("worker", "reconciler", "rotator", "spend_sync", "alerts"):
         assert function(environment, name)["Properties"]["VpcConfig"]["SubnetIds"]
 
 
@@ -379,14 +388,23 @@ def state_store_calls() -> set[str]:
 
 # What each function's code calls on the state table (table) and its status index (index).
 TABLE_CALLS = {
-    "WorkerRole": ({"dynamodb:GetItem", "dynamodb:PutItem"}, set()),  # get, put
-    "RotatorRole": ({"dynamodb:GetItem", "dynamodb:PutItem"}, set()),  # get, put, schedule_retirement
+    # Every function calling kintone adds its requests to the daily tally (update_item).
+    "WorkerRole": ({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}, set()),  # get, put
+    # get, put, schedule_retirement
+    "RotatorRole": ({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}, set()),
     # get, get_cursor, put_cursor, clear_retirement; states_with_status and due_retirements query.
     "ReconcilerRole": (
-        {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"},
+        {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"},
         {"dynamodb:Query"},
     ),
     "WebhookRole": (set(), set()),
+    # states_with_status queries; mark_usage_shown updates.
+    "SpendSyncRole": ({"dynamodb:UpdateItem"}, {"dynamodb:Query"}),
+    # get (the state); claim (conditional put) and release (delete) of an alert.
+    "AlertsRole": (
+        {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"},
+        set(),
+    ),
 }
 
 
@@ -577,10 +595,60 @@ def test_reconciler_runs_on_a_schedule(environment: Synthesized) -> None:
     environment.template("provisioning").has_resource_properties(
         "AWS::Events::Rule",
         {
-            "ScheduleExpression": f"rate({environment.settings.reconcile_every_minutes} minutes)",
+            "ScheduleExpression": rate(environment.settings.reconcile_every_minutes),
             "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [reconciler, "Arn"]}})],
         },
     )
+
+
+def test_spend_sync_runs_on_a_schedule_and_may_only_read_its_secrets_and_update_states(
+    environment: Synthesized,
+) -> None:
+    spend_sync = environment.logical_id(
+        "provisioning", "AWS::Lambda::Function", r"/Functions/SpendSync/Resource$"
+    )
+    environment.template("provisioning").has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "ScheduleExpression": rate(environment.settings.spend_sync_minutes),
+            "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [spend_sync, "Arn"]}})],
+        },
+    )
+    statements = role_statements(environment, "SpendSyncRole")
+    granted = {action for statement in statements for action in actions(statement)}
+    assert {a for a in granted if a.startswith("secretsmanager:")} == {"secretsmanager:GetSecretValue"}
+    reads = [r for s in statements if "secretsmanager:GetSecretValue" in actions(s) for r in resources(s)]
+    assert len(reads) == 2, "kintone API token and LiteLLM master key"
+    assert not any(action.startswith(("sqs:", "sts:", "lambda:")) for action in granted)
+
+
+def test_budget_alerts_route_reaches_the_alerts_function_which_reads_its_own_token(
+    environment: Synthesized,
+) -> None:
+    alerts = environment.logical_id("provisioning", "AWS::Lambda::Function", r"/Functions/Alerts/Resource$")
+    methods = environment.resources("provisioning", "AWS::ApiGateway::Method")
+    routed = [
+        method
+        for method in methods.values()
+        if alerts in json.dumps(method["Properties"].get("Integration", {}).get("Uri", ""))
+    ]
+    assert len(routed) == 1 and routed[0]["Properties"]["HttpMethod"] == "POST"
+    assert routed[0]["Properties"]["RequestParameters"] == {"method.request.path.token": True}
+    variables = function(environment, "alerts")["Properties"]["Environment"]["Variables"]
+    assert ref(variables["ALERT_TOKEN_SECRET_ID"]) == secret_id(environment, "AlertToken")
+    for name in ("webhook", "worker", "reconciler", "rotator", "spend_sync"):
+        assert (
+            "ALERT_TOKEN_SECRET_ID"
+            not in function(environment, name)["Properties"]["Environment"]["Variables"]
+        )
+    reads = {
+        ref(resource)
+        for statement in role_statements(environment, "AlertsRole")
+        if actions(statement) == ["secretsmanager:GetSecretValue"]
+        for resource in resources(statement)
+    }
+    assert secret_id(environment, "AlertToken") in reads and len(reads) == 3
+    assert "AlertUrlWithoutToken" in environment.templates["provisioning"]["Outputs"]
 
 
 def test_functions_reach_the_created_gateway_over_https(environment: Synthesized) -> None:

@@ -67,6 +67,21 @@ class LocalStack:
     def webhook_url(self) -> str:
         return f"{self.runtime.base_url}/webhook/{self.resources.webhook_token}"
 
+    @property
+    def alert_url(self) -> str:
+        """Where LiteLLM's webhook alerting (WEBHOOK_URL) posts budget alerts."""
+        return f"{self.runtime.base_url}/alert/{self.resources.alert_token}"
+
+    def comments(self, record_id: str) -> list[dict[str, Any]]:
+        response = httpx.get(
+            f"{self.kintone_url}/k/v1/record/comments.json",
+            params={"app": APP_ID, "record": record_id},
+            headers={"X-Cybozu-API-Token": self.api_token},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()["comments"]
+
     # -- kintone, as its users and its webhooks ---------------------------------------------------
 
     def as_user(self, login: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lambdas.adapters.litellm_keys import LiteLLMError
@@ -17,12 +17,16 @@ from lambdas.domain.ports import (
     KeySpec,
     KeyState,
     KeyStatus,
+    KeyUsage,
     ReconcilerCursor,
+    RecordMissingError,
     RecordRef,
+    RecordWrite,
     Retirement,
     RevisionConflictError,
     SecretLabels,
     SecretVersions,
+    ShownUsage,
     StateConflictError,
     StoredKey,
 )
@@ -59,6 +63,9 @@ def kintone_record(record_id: str, revision: int = 1, **fields: Any) -> dict[str
         "status": {"type": "DROP_DOWN", "value": None},
         "api_key": {"type": "SINGLE_LINE_TEXT", "value": ""},
         "message": {"type": "MULTI_LINE_TEXT", "value": ""},
+        "spend": {"type": "NUMBER", "value": ""},
+        "max_budget": {"type": "NUMBER", "value": ""},
+        "budget_reset_at": {"type": "DATETIME", "value": ""},
     }
     for code, value in fields.items():
         record[code]["value"] = value
@@ -72,6 +79,7 @@ class FakeRecords:
         self.comments: list[tuple[RecordRef, str, str]] = []
         self.queries: list[str] = []
         self.conflicts_to_inject = 0
+        self.bulk_writes: list[list[RecordWrite]] = []
         self.fail_comments = False
         self.now = 1_700_000_000.0  # what kintone stamps as 更新日時 on a save
         self._crashes = crashes
@@ -140,6 +148,26 @@ class FakeRecords:
         self._crashes.hit("after_write_back")
         return revision + 1
 
+    def write_records(self, app_id: str, writes: Sequence[RecordWrite]) -> dict[str, int]:
+        """kintone's bulk update: checks every record first, then writes all or none."""
+        assert len(writes) <= 100, "kintone refuses more than 100 records a request"
+        self.bulk_writes.append(list(writes))
+        for write in writes:
+            record = self.records.get((app_id, write.record_id))
+            if record is None:
+                raise RecordMissingError(write.record_id)
+            if write.revision is not None and int(record["$revision"]["value"]) != write.revision:
+                raise RevisionConflictError(write.record_id)
+        revisions = {}
+        for write in writes:
+            record = self.records[(app_id, write.record_id)]
+            for code, value in write.values.items():
+                record[code]["value"] = value
+            record["$revision"]["value"] = str(int(record["$revision"]["value"]) + 1)
+            record["更新日時"]["value"] = _kintone_minute(self.now)
+            revisions[write.record_id] = int(record["$revision"]["value"])
+        return revisions
+
     def value(self, ref: RecordRef, code: str) -> Any:
         return self.records[(ref.app_id, ref.record_id)][code]["value"]
 
@@ -153,6 +181,9 @@ class FakeGateway:
         self.tested_models: list[str] = []  # the model of each key_works request, in order
         self.broken_keys: set[str] = set()  # keys that exist but fail a real request
         self.generate_calls = 0
+        self.spend: dict[str, float] = {}  # alias → spend
+        self.budget: dict[str, tuple[float | None, str | None]] = {}  # alias → (max, reset at)
+        self.usage_pages_read = 0
         self._crashes = crashes
 
     def ensure_team(self, team_id: str, policy: TeamPolicy) -> None:
@@ -197,6 +228,11 @@ class FakeGateway:
     def alias_of(self, api_key: str) -> str | None:
         return next((alias for alias, spec in self.keys.items() if spec.api_key == api_key), None)
 
+    def alias_of_hash(self, token: str) -> str | None:
+        return next(
+            (alias for alias, spec in self.keys.items() if key_request.key_hash(spec.api_key) == token), None
+        )
+
     def rename_key(self, api_key: str, alias: str) -> None:
         self._crashes.hit("before_rename")
         old_alias = self.alias_of(api_key)
@@ -210,6 +246,20 @@ class FakeGateway:
         self.tested_models.append(model)
         spec = next((spec for spec in self.keys.values() if spec.api_key == api_key), None)
         return spec is not None and model in spec.models and api_key not in self.broken_keys
+
+    def key_usage(self, alias_contains: str) -> Iterator[KeyUsage]:
+        matching = [(alias, spec) for alias, spec in self.keys.items() if alias_contains in alias]
+        for start in range(0, len(matching), 100):
+            self.usage_pages_read += 1
+            for alias, spec in matching[start : start + 100]:
+                max_budget, reset_at = self.budget.get(alias, (None, None))
+                yield KeyUsage(
+                    key_alias=alias,
+                    key_hash=key_request.key_hash(spec.api_key),
+                    spend=self.spend.get(alias, 0.0),
+                    max_budget=max_budget,
+                    budget_reset_at=reset_at,
+                )
 
     def working_keys(self) -> set[str]:
         return {spec.api_key for spec in self.keys.values()}
@@ -311,6 +361,16 @@ class FakeStateStore:
     def states_with_status(self, app_id: str, status: KeyStatus) -> list[KeyState]:
         return [state for state in self.states.values() if state.app_id == app_id and state.status == status]
 
+    def mark_usage_shown(self, state: KeyState, usage: ShownUsage, revision: int) -> None:
+        stored = self.get(RecordRef(app_id=state.app_id, record_id=state.record_id))
+        if stored is None or stored.status != KeyStatus.ISSUED or stored.key_hash != state.key_hash:
+            return
+        update: dict[str, Any] = {"usage": usage}
+        if stored.record_revision == revision - 1:
+            update["record_revision"] = revision
+        # An update of two attributes, like the real one: the version is left alone.
+        self.states[(state.app_id, state.record_id)] = stored.model_copy(update=update)
+
     def get_cursor(self, app_id: str) -> ReconcilerCursor | None:
         return self.cursors.get(app_id)
 
@@ -326,6 +386,21 @@ class FakeStateStore:
     def clear_retirement(self, retirement: Retirement) -> None:
         if self.retirements.get(retirement.ref) == retirement:
             del self.retirements[retirement.ref]
+
+
+class FakeAlertClaims:
+    def __init__(self) -> None:
+        self.claims: dict[str, float] = {}  # alert id → expiry
+        self.now = 0.0
+
+    def claim(self, alert_id: str, expires_at: float) -> bool:
+        if self.claims.get(alert_id, 0.0) > self.now:
+            return False
+        self.claims[alert_id] = expires_at
+        return True
+
+    def release(self, alert_id: str) -> None:
+        self.claims.pop(alert_id, None)
 
 
 class FakeQueue:
