@@ -40,7 +40,6 @@ class World:
         mass_revoke_floor: int = 2,
         test_model: str | None = None,
         port: Callable[[str, Any], Any] = lambda _name, fake: fake,
-        test_model: str | None = None,
     ) -> None:
         """`port(name, fake)` is what the services get for each fake (the schedule explorer wraps
         them so that every call a service makes to a port is a step it can schedule)."""
