@@ -90,9 +90,7 @@ def key_store() -> SecretsManagerKeyStore:
 
 @cache
 def state_store() -> DynamoDBStateStore:
-    return DynamoDBStateStore(
-        boto3.resource("dynamodb", config=AWS_CLIENT_CONFIG).Table(load_settings().state_table_name)
-    )
+    return DynamoDBStateStore(_state_table())
 
 
 _local_rotation_requester: RotationRequester | None = None
@@ -129,7 +127,7 @@ def kintone_records() -> KintoneRecords:
 
 @cache
 def request_tally() -> DynamoDBRequestTally:
-    return DynamoDBRequestTally(boto3.resource("dynamodb").Table(load_settings().state_table_name))
+    return DynamoDBRequestTally(_state_table())
 
 
 @cache
@@ -250,8 +248,12 @@ def budget_alerts() -> BudgetAlerts:
         records=kintone_records(),
         keys=litellm_gateway(),
         state_store=state_store(),
-        claims=DynamoDBAlertClaims(boto3.resource("dynamodb").Table(settings.state_table_name)),
+        claims=DynamoDBAlertClaims(_state_table()),
     )
+
+
+def _state_table() -> Any:
+    return boto3.resource("dynamodb", config=AWS_CLIENT_CONFIG).Table(load_settings().state_table_name)
 
 
 @cache
