@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from stacks.config import EnvironmentSettings
+from stacks.constructs.alarms import AT_LEAST, alarm_to_topic
 from stacks.constructs.common import rotating_key
 from stacks.constructs.functions import SERVICE_NAME, ProvisioningFunctions, metrics_namespace
 from stacks.constructs.gateway import LiteLLMGateway
@@ -34,7 +34,6 @@ KEYS_ROTATED = "KeysRotated"
 # The app's kintone requests so far in kintone's day (all functions), against its daily budget.
 KINTONE_REQUESTS_TODAY = "KintoneRequestsToday"
 TIME_TO_KEY = "TimeToKey"
-_AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 _FIVE_MINUTES = Duration.minutes(5)
 _ONE_MINUTE = Duration.minutes(1)
 
@@ -165,22 +164,21 @@ class Monitoring(Construct):
         threshold: float,
         description: str,
         evaluation_periods: int = 1,
-        comparison: cloudwatch.ComparisonOperator = _AT_LEAST,
+        comparison: cloudwatch.ComparisonOperator = AT_LEAST,
         missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
     ) -> None:
-        alarm = metric.create_alarm(
+        alarm = alarm_to_topic(
             self,
             construct_id,
-            alarm_name=f"{self._settings.resource_prefix}-{construct_id}",
-            alarm_description=description,
+            metric,
+            resource_prefix=self._settings.resource_prefix,
+            topic=self.topic,
             threshold=threshold,
+            description=description,
             evaluation_periods=evaluation_periods,
-            comparison_operator=comparison,
-            treat_missing_data=missing,
+            comparison=comparison,
+            missing=missing,
         )
-        action = cloudwatch_actions.SnsAction(self.topic)
-        alarm.add_alarm_action(action)
-        alarm.add_ok_action(action)
         self.alarms.append(alarm)
 
     def _pipeline_metric(self, name: str, statistic: str, label: str) -> cloudwatch.Metric:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.config import EnvironmentSettings
+from stacks.constructs.alarms import AT_LEAST, alarm_to_topic
 from stacks.constructs.gateway import LiteLLMGateway
 from stacks.constructs.metrics_agent import (
     FAILED_REQUESTS,
@@ -30,7 +30,6 @@ from stacks.constructs.metrics_agent import (
 
 _FIVE_MINUTES = Duration.minutes(5)
 _ONE_HOUR = Duration.hours(1)
-_AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 
 
 class UsageMonitoring(Construct):
@@ -219,19 +218,17 @@ class UsageMonitoring(Construct):
         threshold: float,
         description: str,
         evaluation_periods: int = 1,
-        comparison: cloudwatch.ComparisonOperator = _AT_LEAST,
+        comparison: cloudwatch.ComparisonOperator = AT_LEAST,
     ) -> None:
-        alarm = metric.create_alarm(
+        alarm = alarm_to_topic(
             self,
             construct_id,
-            alarm_name=f"{self._settings.resource_prefix}-{construct_id}",
-            alarm_description=description,
+            metric,
+            resource_prefix=self._settings.resource_prefix,
+            topic=self._topic,
             threshold=threshold,
+            description=description,
             evaluation_periods=evaluation_periods,
-            comparison_operator=comparison,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison=comparison,
         )
-        action = cloudwatch_actions.SnsAction(self._topic)
-        alarm.add_alarm_action(action)
-        alarm.add_ok_action(action)
         self.alarms.append(alarm)
