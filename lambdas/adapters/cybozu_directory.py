@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from lambdas.adapters.credentials import Credential, changed_on_refresh
+from lambdas.adapters.cybozu_errors import error_code, error_message
 from lambdas.adapters.retries import DEFAULT_RETRY_POLICY, RetryPolicy, call_with_retries
 from lambdas.domain.ports import (
     DirectoryError,
@@ -127,8 +128,8 @@ class CybozuDirectory:
         )
         if not response.is_success:
             raise DirectoryError(
-                f"cybozu GET {path} answered {response.status_code} {_code_of(response)}: "
-                f"{redact(_message_of(response))}"
+                f"cybozu GET {path} answered {response.status_code} {error_code(response)}: "
+                f"{redact(error_message(response))}"
             )
         try:
             return response.json()
@@ -167,19 +168,3 @@ def _user(entry: dict[str, Any]) -> DirectoryUser:
     if not isinstance(code, str) or not isinstance(valid, bool):
         raise TransientError("cybozu answered a user without its code or valid flag")
     return DirectoryUser(code=code, valid=valid)
-
-
-def _code_of(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    return str(body.get("code", "")) if isinstance(body, dict) else ""
-
-
-def _message_of(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason_phrase
-    return str(body.get("message", "")) if isinstance(body, dict) else response.reason_phrase

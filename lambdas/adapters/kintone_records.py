@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from lambdas.adapters.credentials import Credential, changed_on_refresh
+from lambdas.adapters.cybozu_errors import error_code, error_message
 from lambdas.adapters.retries import DEFAULT_RETRY_POLICY, RetryPolicy, call_with_retries
 from lambdas.domain.ports import RecordMissingError, RecordRef, RecordWrite, RevisionConflictError
 from lambdas.domain.redaction import redact
@@ -54,7 +55,7 @@ class KintoneRecords:
 
     def get_record(self, ref: RecordRef) -> dict[str, Any] | None:
         response = self._request("GET", "/k/v1/record.json", params={"app": ref.app_id, "id": ref.record_id})
-        if response.status_code == 404 and _code_of(response) == RECORD_NOT_FOUND:
+        if response.status_code == 404 and error_code(response) == RECORD_NOT_FOUND:
             return None
         self._raise_for_status(response)
         return response.json()["record"]
@@ -71,7 +72,7 @@ class KintoneRecords:
             ],
         }
         response = self._request("PUT", "/k/v1/records.json", json=body)
-        if response.status_code == 409 and _code_of(response) == REVISION_CONFLICT:
+        if response.status_code == 409 and error_code(response) == REVISION_CONFLICT:
             raise RevisionConflictError(
                 f"record {ref.app_id}:{ref.record_id} changed since revision {revision}"
             )
@@ -90,7 +91,7 @@ class KintoneRecords:
                 entry["revision"] = str(write.revision)
             records.append(entry)
         response = self._request("PUT", "/k/v1/records.json", json={"app": app_id, "records": records})
-        code = _code_of(response)
+        code = error_code(response)
         if response.status_code == 409 and code == REVISION_CONFLICT:
             raise RevisionConflictError(f"a record of app {app_id} changed since it was read")
         if response.status_code == 404 and code == RECORD_NOT_FOUND:
@@ -147,20 +148,8 @@ class KintoneRecords:
     def _raise_for_status(response: httpx.Response) -> None:
         if response.is_success:
             return
-        try:
-            message = str(response.json().get("message", ""))
-        except ValueError:
-            message = response.reason_phrase
-        raise KintoneError(response.status_code, _code_of(response), message)
-
-
-def _code_of(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    return str(body.get("code", "")) if isinstance(body, dict) else ""
+        raise KintoneError(response.status_code, error_code(response), error_message(response))
 
 
 def _token_refused(response: httpx.Response) -> bool:
-    return response.status_code in (401, 403) or _code_of(response) == TOKEN_MISMATCH
+    return response.status_code in (401, 403) or error_code(response) == TOKEN_MISMATCH

@@ -7,7 +7,6 @@ credential, compared in constant time, and the alert only names a key that our o
 from __future__ import annotations
 
 import hmac
-import json
 from http import HTTPStatus
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -21,41 +20,31 @@ from lambdas.adapters.observability import logger, metrics, tracer
 from lambdas.adapters.request_metrics import counts_kintone_requests
 from lambdas.adapters.wiring import budget_alerts
 from lambdas.domain.alerts import AlertOutcome, BudgetAlert
-from lambdas.domain.redaction import redact
 from lambdas.domain.settings import load_settings
+from lambdas.handlers.answers import json_answer, validation_reason
 
 app = APIGatewayRestResolver()
 MAX_ALERT_BODY_BYTES = 64 * 1024
-
-
-def _answer(status: HTTPStatus, message: str, **extra: str) -> Response:
-    return Response(
-        status_code=status.value,
-        content_type="application/json",
-        body=json.dumps({"message": message, **extra}),
-    )
 
 
 @app.post("/alert/<token>")
 def receive_alert(token: str) -> Response:
     settings = load_settings()
     if not settings.alert_token_secret_id:
-        return _answer(HTTPStatus.NOT_FOUND, "budget alerts are not configured")
+        return json_answer(HTTPStatus.NOT_FOUND, "budget alerts are not configured")
     expected = secret_value(settings.alert_token_secret_id)
     if not hmac.compare_digest(token.encode(), expected.encode()):
         metrics.add_metric(name="AlertRejected", unit=MetricUnit.Count, value=1)
-        return _answer(HTTPStatus.UNAUTHORIZED, "unknown alert token")
+        return json_answer(HTTPStatus.UNAUTHORIZED, "unknown alert token")
     body = app.current_event.decoded_body or ""
     if len(body.encode()) > MAX_ALERT_BODY_BYTES:
-        return _answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body too large")
+        return json_answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body too large")
     try:
         alert = BudgetAlert.model_validate_json(body)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
         metrics.add_metric(name="AlertMalformed", unit=MetricUnit.Count, value=1)
-        reason = redact(f"{where}: {first['msg']}")[:200]
-        return _answer(HTTPStatus.BAD_REQUEST, f"invalid LiteLLM alert: {reason}")
+        reason = validation_reason(error)
+        return json_answer(HTTPStatus.BAD_REQUEST, f"invalid LiteLLM alert: {reason}")
     outcome = budget_alerts().handle(alert)
     if outcome == AlertOutcome.COMMENTED:
         metrics.add_metric(name="BudgetAlertsCommented", unit=MetricUnit.Count, value=1)
@@ -63,7 +52,7 @@ def receive_alert(token: str) -> Response:
         "budget alert",
         extra={"event": alert.event, "event_group": alert.event_group, "outcome": outcome.value},
     )
-    return _answer(HTTPStatus.OK, outcome.value, result=outcome.value)
+    return json_answer(HTTPStatus.OK, outcome.value, result=outcome.value)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -10,7 +10,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import time
 from http import HTTPStatus
 
@@ -24,7 +23,6 @@ from lambdas.adapters.credentials import secret_value
 from lambdas.adapters.observability import logger, metrics, tracer
 from lambdas.adapters.sqs_work_queue import message_body
 from lambdas.adapters.wiring import sqs_client
-from lambdas.domain.redaction import redact
 from lambdas.domain.settings import load_settings
 from lambdas.domain.webhook_events import (
     CommentAddedEvent,
@@ -32,16 +30,9 @@ from lambdas.domain.webhook_events import (
     WorkItem,
     webhook_event_adapter,
 )
+from lambdas.handlers.answers import json_answer, validation_reason
 
 app = APIGatewayRestResolver()
-
-
-def _answer(status: HTTPStatus, message: str, **extra: str) -> Response:
-    return Response(
-        status_code=status.value,
-        content_type="application/json",
-        body=json.dumps({"message": message, **extra}),
-    )
 
 
 def _body_bytes() -> bytes:
@@ -58,31 +49,29 @@ def receive_webhook(token: str) -> Response:
     expected = secret_value(settings.webhook_token_secret_id)
     if not hmac.compare_digest(token.encode(), expected.encode()):
         metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
-        return _answer(HTTPStatus.UNAUTHORIZED, "unknown webhook token")
+        return json_answer(HTTPStatus.UNAUTHORIZED, "unknown webhook token")
 
     try:
         body = _body_bytes()
     except (binascii.Error, ValueError):
         metrics.add_metric(name="WebhookMalformed", unit=MetricUnit.Count, value=1)
-        return _answer(HTTPStatus.BAD_REQUEST, "body is not valid base64")
+        return json_answer(HTTPStatus.BAD_REQUEST, "body is not valid base64")
     if len(body) > settings.max_webhook_body_bytes:
         metrics.add_metric(name="WebhookMalformed", unit=MetricUnit.Count, value=1)
-        return _answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body too large")
+        return json_answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body too large")
     try:
         event = webhook_event_adapter.validate_json(body)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
         metrics.add_metric(name="WebhookMalformed", unit=MetricUnit.Count, value=1)
-        reason = redact(f"{where}: {first['msg']}")[:200]
-        return _answer(HTTPStatus.BAD_REQUEST, f"invalid kintone webhook: {reason}")
+        reason = validation_reason(error)
+        return json_answer(HTTPStatus.BAD_REQUEST, f"invalid kintone webhook: {reason}")
     if event.app.id != settings.kintone_app_id:
         metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
-        return _answer(HTTPStatus.FORBIDDEN, f"app {event.app.id} is not served here")
+        return json_answer(HTTPStatus.FORBIDDEN, f"app {event.app.id} is not served here")
 
     if isinstance(event, CommentAddedEvent):
         metrics.add_metric(name="WebhookIgnored", unit=MetricUnit.Count, value=1)
-        return _answer(HTTPStatus.OK, "comments need no action", result="ignored")
+        return json_answer(HTTPStatus.OK, "comments need no action", result="ignored")
 
     item = WorkItem(
         app_id=event.app.id,
@@ -103,7 +92,7 @@ def receive_webhook(token: str) -> Response:
         "webhook queued",
         extra={"event_type": event.type, "app_id": event.app.id, "record_id": event.record_id},
     )
-    return _answer(HTTPStatus.ACCEPTED, "queued", result="queued")
+    return json_answer(HTTPStatus.ACCEPTED, "queued", result="queued")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
