@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install up down status demo test lint format bench clean kintone-app
+.PHONY: install up down status demo test lint format bench clean kintone-app smoke
 
 install: $(INSTALLED)
 
@@ -43,6 +43,11 @@ format: install
 ## The kintone app from code: `make kintone-app ENV=staging [DRY_RUN=1]` (ENV=local: the local stack's app).
 kintone-app: install
 	$(PY) -m ops.kintone_app $(if $(filter local,$(ENV)),--local,--env $(ENV)) $(if $(DRY_RUN),--dry-run)
+
+## Smoke test of a deployed environment from its stack outputs and secrets: `make smoke ENV=staging`
+## (AWS credentials of the account); ENV=local runs it against `make up`'s stack.
+smoke: install
+	$(PY) -m ops.smoke --env $(ENV)
 
 ## Speed on the real local stack; the last line is JSON.
 bench: install

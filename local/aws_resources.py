@@ -11,6 +11,7 @@ from pathlib import Path
 
 import boto3
 
+from lambdas.domain.settings import MAX_RECEIVE_COUNT
 from local.processes import free_port, running_pid, start_background, wait_until_healthy
 
 MOTO_PROCESS = "moto"
@@ -22,7 +23,6 @@ LOCAL_AWS_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": LOCAL_REGION,
     "AWS_REGION": LOCAL_REGION,
 }
-MAX_RECEIVE_COUNT = 5
 # As the CDK stack sets it (six times the worker's 60 s timeout), so that a message nobody deletes or
 # delays comes back locally when it would in AWS.
 VISIBILITY_TIMEOUT_SECONDS = 360
@@ -52,6 +52,7 @@ class ProvisioningResources:
     webhook_token_secret_id: str
     kintone_api_token_secret_id: str
     litellm_master_key_secret_id: str
+    cybozu_user_api_token_secret_id: str
     webhook_token: str
     alert_token_secret_id: str
     alert_token: str
@@ -82,6 +83,7 @@ def create_provisioning_resources(
     namespace: str,
     kintone_api_token: str,
     litellm_master_key: str,
+    cybozu_user_api_token: str,
     webhook_token: str | None = None,
     alert_token: str | None = None,
 ) -> ProvisioningResources:
@@ -145,6 +147,9 @@ def create_provisioning_resources(
         ),
         litellm_master_key_secret_id=_put_secret(
             secretsmanager, f"{namespace}/litellm-master-key", litellm_master_key
+        ),
+        cybozu_user_api_token_secret_id=_put_secret(
+            secretsmanager, f"{namespace}/cybozu-user-api-token", cybozu_user_api_token
         ),
         webhook_token=webhook_token,
         alert_token_secret_id=_put_secret(secretsmanager, f"{namespace}/alert-token", alert_token),

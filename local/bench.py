@@ -116,6 +116,7 @@ def webhook_handler_ms(count: int) -> list[float]:
         "bench",
         kintone_api_token="unused-by-the-webhook",  # noqa: S106 - a placeholder, not a credential
         litellm_master_key="unused-by-the-webhook",
+        cybozu_user_api_token="unused-by-the-webhook",  # noqa: S106 - a placeholder, not a credential
     )
     environment.update(
         {"QUEUE_URL": resources.queue_url, "WEBHOOK_TOKEN_SECRET_ID": resources.webhook_token_secret_id}

@@ -1,11 +1,15 @@
 """The main job, end to end: a record saved in kintone becomes a working LiteLLM key.
 
 Brings the local stack up, saves a record as a kintone user would, waits for the key to appear
-on the record, chats with the key through LiteLLM and prints the time from save to key.
+on the record, chats with the key through LiteLLM and prints the time from save to key. Each step
+is printed with the time since the start. The key goes to a file only its owner can read
+(.local/demo-key), never to the terminal; the demo ends with commands that read it from there.
+Messages on the record are Japanese by default: `MESSAGE_LANGUAGE=en make demo` for English.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -14,6 +18,25 @@ import httpx
 from local import kintone_directory, stack
 
 WAIT_SECONDS = 30
+KEY_FILE = stack.STATE_DIR / "demo-key"
+
+
+class StepClock:
+    """Prints each step with the seconds since the demo started."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+
+    def __call__(self, step: str) -> None:
+        print(f"[{time.monotonic() - self._started:6.1f} s] {step}", flush=True)
+
+
+def write_key_file(api_key: str) -> None:
+    """The key, readable by its owner only (0600 from creation, so it is never readable by others)."""
+    KEY_FILE.unlink(missing_ok=True)
+    descriptor = os.open(KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(api_key)
 
 
 def save_record(settings: dict[str, str]) -> str:
@@ -73,7 +96,10 @@ def wait_for_key(
 
 
 def main() -> None:
-    settings = stack.up()
+    step = StepClock()
+    step("starting the local stack")
+    settings = stack.up(progress=lambda part: step(f"  {part}"))
+    step("ready; saving a record in kintone as user taro (team platform)")
     base_url, app_id, api_token = (
         settings["KINTONE_BASE_URL"],
         settings["KINTONE_APP_ID"],
@@ -84,6 +110,7 @@ def main() -> None:
     record_id = save_record(settings)
     record, keyed_at = wait_for_key(base_url, app_id, api_token, record_id, is_emulator)
     api_key = record["api_key"]["value"]
+    step(f"record {record_id} holds a key; chatting with it")
 
     chat = httpx.post(
         f"{settings['LITELLM_BASE_URL']}/chat/completions",
@@ -96,9 +123,22 @@ def main() -> None:
     answer = chat.json()["choices"][0]["message"]["content"]
     print(f"record {record_id}: status={record['status']['value']}")
     print(f"  message: {record['message']['value']}")
-    print(f"  key:     {api_key[:6]}… (in Secrets Manager and on the record; not printed in full)")
+    write_key_file(api_key)
+    print(f"  key:     in {KEY_FILE} (mode 0600), in Secrets Manager and on the record; never printed")
     print(f"  chat with the key: {answer!r}")
     print(f"time from save to key: {(keyed_at - saved_at) * 1000:.0f} ms")
+    step("done. Try the key yourself (it reads the key from the file):")
+    gateway = settings["LITELLM_BASE_URL"]
+    print(
+        f'  curl -s {gateway}/v1/chat/completions -H "Authorization: Bearer $(cat {KEY_FILE})" '
+        "-H 'Content-Type: application/json' "
+        """-d '{"model": "fake-gpt", "messages": [{"role": "user", "content": "hello"}]}'"""
+    )
+    print(
+        f"  OPENAI_API_KEY=$(cat {KEY_FILE}) OPENAI_BASE_URL={gateway}/v1 {sys.executable} -c "
+        """'from openai import OpenAI; print(OpenAI().chat.completions.create(model="fake-gpt", """
+        """messages=[{"role": "user", "content": "hello"}]).choices[0].message.content)'"""
+    )
 
 
 if __name__ == "__main__":

@@ -255,3 +255,43 @@ def _ensure_with_pip(state_dir: Path, alert_environment: dict[str, str]) -> Lite
     wait_until_healthy(f"{base_url}/health/readiness", START_TIMEOUT_SECONDS, "litellm", state_dir)
     endpoint_file.write_text(f"LITELLM_URL={base_url}\nLITELLM_MASTER_KEY={master_key}\n")
     return LiteLLMEndpoint(base_url, master_key)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    running: bool
+    log: Path
+
+
+def _pid_alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False  # no pid file, or an empty one: not started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by the postgres user
+    return True
+
+
+def litellm_status(state_dir: Path) -> list[ServiceStatus]:
+    """LiteLLM and its PostgreSQL: whether each runs, and where its log is."""
+    if offline_kit():
+        state = kit_target(state_dir) / "state"
+        return [
+            ServiceStatus("litellm", _pid_alive(state / "litellm.pid"), state / "litellm.log"),
+            ServiceStatus(
+                "postgresql",
+                _pid_alive(state / "pg" / "data" / "postmaster.pid"),
+                state / "pg" / "postgres.log",
+            ),
+        ]
+    pg_data = postgres_state_dir(state_dir) / "litellm-pg"
+    return [
+        ServiceStatus("litellm", running_pid("litellm", state_dir) is not None, state_dir / "litellm.log"),
+        ServiceStatus("postgresql", _pid_alive(pg_data / "postmaster.pid"), pg_data / "server.log"),
+    ]

@@ -11,7 +11,8 @@ the spend sync on another (every SPEND_SYNC_SECONDS, default 30).
 KINTONE_BASE_URL + KINTONE_APP_ID + KINTONE_API_TOKEN in the environment select a real kintone app
 instead of the emulator; LITELLM_BASE_URL + LITELLM_MASTER_KEY a running LiteLLM. The emulator gets
 the directory of ``local.kintone_directory`` with passwords made for this stack; CYBOZU_USER_API_TOKEN
-in the environment replaces its User API token.
+in the environment replaces its User API token. Either way the app is configured by the platform
+team's own command, `python -m ops.kintone_app --local`, before the functions start.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import json
 import os
 import secrets
 import string
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,7 @@ from local.aws_resources import (
     create_provisioning_resources,
     ensure_moto_server,
 )
-from local.litellm_proxy import LiteLLMEndpoint, ensure_litellm, stop_litellm
+from local.litellm_proxy import LiteLLMEndpoint, ServiceStatus, ensure_litellm, litellm_status, stop_litellm
 from local.processes import free_port, running_pid, start_background, stop_background
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -101,17 +104,20 @@ def _ensure_kintone(stack_secrets: dict[str, Any]) -> tuple[str, str, str, bool]
     if all(real):
         return real[0].rstrip("/"), real[1], real[2], False
     ready_file = STATE_DIR / "kintone-emulator.url"
+    directory_file = STATE_DIR / "kintone-directory.json"  # passwords: 0600, like stack-secrets.json
+    directory = json.dumps(
+        kintone_directory.directory_document(
+            stack_secrets["kintone_user_passwords"], _user_api_token(stack_secrets)
+        )
+    )
+    running_directory = directory_file.read_text() if directory_file.exists() else None
+    if running_pid(EMULATOR_PROCESS, STATE_DIR) is not None and running_directory != directory:
+        # Started before it had this directory, or with another CYBOZU_USER_API_TOKEN: start it anew.
+        stop_background(EMULATOR_PROCESS, STATE_DIR)
     if running_pid(EMULATOR_PROCESS, STATE_DIR) is None:
         ready_file.unlink(missing_ok=True)
-        directory_file = STATE_DIR / "kintone-directory.json"  # passwords: 0600, like stack-secrets.json
         directory_file.touch(mode=0o600)
-        directory_file.write_text(
-            json.dumps(
-                kintone_directory.directory_document(
-                    stack_secrets["kintone_user_passwords"], _user_api_token(stack_secrets)
-                )
-            )
-        )
+        directory_file.write_text(directory)
         start_background(
             EMULATOR_PROCESS,
             [
@@ -130,6 +136,8 @@ def _ensure_kintone(stack_secrets: dict[str, Any]) -> tuple[str, str, str, bool]
                 str(directory_file),
                 "--app-creator",
                 kintone_directory.ADMIN_LOGIN,
+                # An app as kintone creates one: the app command below gives it its fields.
+                "--empty-app",
             ],
             STATE_DIR,
             env={"PYTHONPATH": str(REPO_ROOT)},
@@ -164,6 +172,7 @@ def function_environment(
         "KINTONE_API_TOKEN_SECRET_ID": resources.kintone_api_token_secret_id,
         "LITELLM_BASE_URL": litellm_base_url,
         "LITELLM_MASTER_KEY_SECRET_ID": resources.litellm_master_key_secret_id,
+        "CYBOZU_USER_API_TOKEN_SECRET_ID": resources.cybozu_user_api_token_secret_id,
         "WEBHOOK_TOKEN_SECRET_ID": resources.webhook_token_secret_id,
         "ALERT_TOKEN_SECRET_ID": resources.alert_token_secret_id,
         "QUEUE_URL": resources.queue_url,
@@ -184,18 +193,28 @@ def function_environment(
     }
 
 
-def up() -> dict[str, str]:
+def up(progress: Callable[[str], None] = lambda step: None) -> dict[str, str]:
+    """Start (or keep) every part; `progress` hears each step before it starts."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     stack_secrets = _stack_secrets()
+    progress("LiteLLM and PostgreSQL (the first time this installs them: about 2-3 minutes)")
     gateway_base_url = f"http://127.0.0.1:{stack_secrets['gateway_port']}"
     litellm = _ensure_litellm(f"{gateway_base_url}/alert/{stack_secrets['alert_token']}")
+    progress("kintone emulator")
     kintone_base_url, kintone_app_id, kintone_api_token, is_emulator = _ensure_kintone(stack_secrets)
+    if not is_emulator and not os.environ.get("CYBOZU_USER_API_TOKEN"):
+        raise SystemExit(
+            "CYBOZU_USER_API_TOKEN is needed with a real kintone: a cybozu.com common-administration "
+            "API token (Read scope) of its domain, to check who may hold which team's keys"
+        )
+    progress("moto (SQS, Secrets Manager, DynamoDB)")
     aws_endpoint = ensure_moto_server(STATE_DIR)
     resources = create_provisioning_resources(
         aws_endpoint,
         NAMESPACE,
         kintone_api_token=kintone_api_token,
         litellm_master_key=litellm.master_key,
+        cybozu_user_api_token=_user_api_token(stack_secrets),
         webhook_token=stack_secrets["webhook_token"],
         alert_token=stack_secrets["alert_token"],
     )
@@ -214,6 +233,10 @@ def up() -> dict[str, str]:
     if changed:
         _stop_functions()
         environment_file.write_text(json.dumps(environment, indent=1))
+    progress("kintone app settings (python -m ops.kintone_app)")
+    # Before the functions start, so that they never read an app without its fields.
+    configure_kintone_app(_directory_env(stack_secrets, is_emulator))
+    progress("webhook endpoint, workers, reconciler and spend sync")
     gateway_url = _ensure_functions(resources.queue_url, environment, stack_secrets["gateway_port"])
     webhook_url = f"{gateway_url}/webhook/{resources.webhook_token}"
     if is_emulator:
@@ -240,6 +263,27 @@ def up() -> dict[str, str]:
     env_file.touch(mode=0o600)
     env_file.write_text("".join(f"{name}={value}\n" for name, value in stack_env.items()))
     return stack_env
+
+
+def configure_kintone_app(credentials: dict[str, str]) -> None:
+    """Runs the platform team's app command on this stack's app, as on a production app.
+
+    The emulator's administrator (an operator) signs in with its password; a real kintone app gets
+    the credentials of `make up`'s environment (KINTONE_ADMIN_LOGIN/PASSWORD or KINTONE_API_TOKEN).
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "ops.kintone_app", "--local"],
+        cwd=REPO_ROOT,
+        env={**os.environ, **credentials, "PYTHONPATH": str(REPO_ROOT), "LOCAL_STACK_DIR": str(STATE_DIR)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    (STATE_DIR / "kintone-app.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"python -m ops.kintone_app --local failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+        )
 
 
 def _directory_env(stack_secrets: dict[str, Any], is_emulator: bool) -> dict[str, str]:
@@ -331,10 +375,14 @@ def down() -> None:
         (STATE_DIR / stale).unlink(missing_ok=True)
 
 
-def status() -> dict[str, bool]:
+def status() -> list[ServiceStatus]:
+    """Every part, LiteLLM and PostgreSQL first, with where its log is."""
     names = [EMULATOR_PROCESS, MOTO_PROCESS, GATEWAY_PROCESS, RECONCILER_PROCESS, SPEND_SYNC_PROCESS]
     names += [f"worker-{i}" for i in range(WORKER_COUNT)]
-    return {name: running_pid(name, STATE_DIR) is not None for name in names}
+    return litellm_status(STATE_DIR) + [
+        ServiceStatus(name, running_pid(name, STATE_DIR) is not None, STATE_DIR / f"{name}.log")
+        for name in names
+    ]
 
 
 def main() -> None:
@@ -348,12 +396,13 @@ def main() -> None:
         print(f"  LiteLLM:  {stack_env['LITELLM_BASE_URL']}")
         print(f"  AWS:      {stack_env['AWS_ENDPOINT_URL']} (moto)")
         print(f"  webhook:  {stack_env['WEBHOOK_URL'].rsplit('/', 1)[0]}/<token from .local/env>")
+        print(f"  app:      set up by python -m ops.kintone_app --local ({STATE_DIR / 'kintone-app.log'})")
     elif command == "down":
         down()
         print("local stack stopped")
     else:
-        for name, running in status().items():
-            print(f"{name}: {'running' if running else 'stopped'}")
+        for service in status():
+            print(f"{service.name:<17} {'running' if service.running else 'stopped':<8} log: {service.log}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,12 @@ class OptionUpdate(BaseModel):
     added: tuple[str, ...]
     removed: tuple[str, ...]
 
+    def keeping_removed(self) -> FieldSpec:
+        """The field with the new options and, for now, the removed ones: record permission rules
+        name options, so the old rules must never name a missing option, nor the new rules one not
+        yet there. Removed options go once the permissions are replaced."""
+        return self.field.model_copy(update={"options": self.field.options + self.removed})
+
 
 class Plan(BaseModel):
     model_config = ConfigDict(frozen=True)

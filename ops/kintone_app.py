@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from lambdas.domain.settings import FieldCodes, SettingsError, settings_from_environment
 from lambdas.domain.teams import TeamCatalog
+from local import kintone_directory
 from ops.app_plan import Plan, describe, plan_changes
 from ops.app_spec import Language, SpecError, TeamMembersAccess, app_spec
 from ops.kintone_settings import KintoneAppSettings, KintoneSettingsError, password_auth, token_auth
@@ -63,7 +64,8 @@ class AppTarget(BaseModel):
     models: tuple[str, ...]
     operators_group: str
     language: Language
-    # Where the person reads the webhook URL: the URL without its token, and where the token is.
+    # Where the person reads the webhook URL: the URL without its token ("" if not known yet), and
+    # where the token is ("in the secret …").
     webhook_url_without_token: str
     webhook_token_location: str
 
@@ -102,7 +104,8 @@ def environment_target(name: str, webhook_url_without_token: str = "") -> AppTar
         language=settings.kintone.message_language,
         webhook_url_without_token=webhook_url_without_token
         or f"<the output WebhookUrlWithoutToken of the stack {stack}>",
-        webhook_token_location=f"the secret in the output WebhookTokenSecretArn of the stack {stack}",
+        # The secret has a generated name (a retried first deploy must not collide): the output names it.
+        webhook_token_location=f"the secret named by the output WebhookTokenSecretArn of {stack}",
     )
 
 
@@ -116,20 +119,20 @@ def read_env_file(path: Path) -> dict[str, str]:
 def local_target(state_dir: Path = LOCAL_STATE_DIR) -> AppTarget:
     """The local stack's app, with the catalog and field codes its functions run with."""
     functions_file = state_dir / "functions.json"
-    stack_env = read_env_file(state_dir / "env")
-    if not functions_file.exists() or not stack_env:
+    if not functions_file.exists():
         raise UsageError(f"no local stack settings in {state_dir}: run `make up` first")
     settings = settings_from_environment(json.loads(functions_file.read_text(encoding="utf-8")))
-    webhook_url = stack_env.get("WEBHOOK_URL", "")
+    # `make up` runs this before it has written .local/env for the first time.
+    webhook_url = read_env_file(state_dir / "env").get("WEBHOOK_URL", "")
     return AppTarget(
         base_url=settings.kintone_base_url,
         app_id=settings.kintone_app_id,
         field_codes=settings.field_codes,
         teams=team_access(settings.team_catalog),
         models=catalog_models(settings.team_catalog),
-        operators_group=stack_env.get("KINTONE_OPERATORS_GROUP", "llm-operators"),
+        operators_group=kintone_directory.OPERATORS_GROUP,
         language=settings.message_language,
-        webhook_url_without_token=webhook_url.rsplit("/", 1)[0] + "/",
+        webhook_url_without_token=webhook_url.rsplit("/", 1)[0] + "/" if webhook_url else "",
         webhook_token_location=f"the end of WEBHOOK_URL in {state_dir / 'env'}",
     )
 
@@ -156,11 +159,15 @@ def apply(plan: Plan, kintone: KintoneAppSettings, revision: str, deploy_timeout
     if plan.add_fields:
         revision = kintone.add_fields(plan.add_fields, revision)
     if plan.option_updates:
-        revision = kintone.set_options(tuple(update.field for update in plan.option_updates), revision)
+        fields = tuple(update.keeping_removed() for update in plan.option_updates)
+        revision = kintone.set_options(fields, revision)
     if plan.record_rights is not None:
         revision = kintone.set_record_rights(plan.record_rights, revision)
     if plan.app_rights is not None:
         revision = kintone.set_app_rights(plan.app_rights, revision)
+    removals = tuple(update.field for update in plan.option_updates if update.removed)
+    if removals:
+        revision = kintone.set_options(removals, revision)
     if plan.deploy:
         kintone.deploy(revision, deploy_timeout_seconds)
 
@@ -169,8 +176,8 @@ def webhook_instructions(target: AppTarget) -> list[str]:
     return [
         "Webhook (kintone has no API for it; enter it once by hand): app settings → 設定 (Settings) → "
         "Webhook → 追加する (Add)",
-        f"  Webhook URL: {target.webhook_url_without_token}<token>, the token being in "
-        f"{target.webhook_token_location} (keep it out of chats and tickets)",
+        f"  Webhook URL: {target.webhook_url_without_token or '<the webhook endpoint>/'}<token>, the token "
+        f"being {target.webhook_token_location} (keep it out of chats and tickets)",
         f"  通知を送信する条件 (events to send), tick: {', '.join(WEBHOOK_EVENTS)}",
         "  leave コメントの書き込み (Comment posted) unticked; tick 有効化 (Enable), save, then "
         "アプリを更新 (Update app)",
@@ -232,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         kintone = KintoneAppSettings(target.base_url, target.app_id, credentials(environ, args.auth))
         return run(target, kintone, dry_run=args.dry_run, deploy_timeout_seconds=args.deploy_timeout)
     except (UsageError, ConfigError, SettingsError, SpecError, KintoneSettingsError) as error:
+        # The failures foreseen here carry a message that says what to fix; no traceback needed.
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -267,6 +267,9 @@ class KintoneSettings(_Settings):
     app_id: int = Field(gt=0)
     field_codes: FieldCodes = FieldCodes()
     message_language: Literal["ja", "en"] = "ja"
+    # The directory (cybozu.com User API) is read with a common-administration API token (Read scope)
+    # kept in the cybozu-user-api secret; or, when this login name is set, with that user's password.
+    user_api_login: str | None = Field(default=None, pattern=r"^\S{1,128}$")
     # The cybozu group (its code) that sees and edits every record and alone manages the app;
     # `python -m ops.kintone_app` writes it into the app's permissions.
     operators_group: str = Field(pattern=r"^\S{1,100}$")

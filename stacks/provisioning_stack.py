@@ -95,6 +95,12 @@ class ProvisioningStack(Stack):
             value=self.secrets.kintone_api_token.secret_arn,
             description="Put the kintone app's API token here (record view and edit)",
         )
+        CfnOutput(
+            self,
+            "CybozuUserApiSecretArn",
+            value=self.secrets.cybozu_user_api.secret_arn,
+            description="Put a cybozu.com common-administration API token (Read scope) here",
+        )
         # What `make smoke ENV=...` needs besides the secrets: the app it saves its test record in.
         CfnOutput(self, "KintoneBaseUrl", value=f"https://{settings.kintone.domain}")
         CfnOutput(self, "KintoneAppId", value=str(settings.kintone.app_id))

@@ -40,3 +40,42 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if leaked:
         report.outcome = "failed"
         report.longrepr = f"credentials in captured output (first characters shown): {sorted(set(leaked))}"
+
+
+# -- the local stack the tests start -----------------------------------------------------------------
+# Integration tests start LiteLLM, PostgreSQL and moto, and the demo test the whole local stack. A
+# run that found nothing running stops what it started; one that found the stack up leaves it up.
+_LOCAL_STACK_WAS_UP: list[bool] = []
+_LOCAL_STACK_STOPPED: list[str] = []
+
+
+def _local_stack_running() -> list[str]:
+    from local import stack  # noqa: PLC0415 - only when a session starts or ends
+
+    return [service.name for service in stack.status() if service.running]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _LOCAL_STACK_WAS_UP.append(bool(_local_stack_running()))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    started = _local_stack_running() if _LOCAL_STACK_WAS_UP and not _LOCAL_STACK_WAS_UP[0] else []
+    if started:
+        from local import stack  # noqa: PLC0415
+
+        stack.down()
+        _LOCAL_STACK_STOPPED.extend(started)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _LOCAL_STACK_WAS_UP:
+        return
+    if _LOCAL_STACK_WAS_UP[0]:
+        terminalreporter.write_line(
+            "local stack: was up before the tests, left up (`make status` lists it; `make down` stops it)"
+        )
+    elif _LOCAL_STACK_STOPPED:
+        terminalreporter.write_line(
+            f"local stack: the tests stopped what they started ({len(_LOCAL_STACK_STOPPED)} processes)"
+        )

@@ -23,7 +23,7 @@ from lambdas.domain.ports import TransientError
 # botocore's standard mode: up to 3 attempts, exponential backoff with jitter, on throttling and
 # 5xx codes; timeouts short enough that a hung call cannot eat the worker's 60 s.
 AWS_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10
+    retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=10
 )
 
 # Monotonic time by which the current invocation must stop retrying; unset outside one (no limit).

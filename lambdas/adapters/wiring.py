@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities import parameters
 
 from lambdas.adapters import source_identity
 from lambdas.adapters.credentials import SecretCredential
+from lambdas.adapters.cybozu_directory import CybozuDirectory
 from lambdas.adapters.dynamodb_state_store import (
     DynamoDBAlertClaims,
     DynamoDBRequestTally,
@@ -24,6 +25,7 @@ from lambdas.adapters.retries import AWS_CLIENT_CONFIG
 from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
 from lambdas.adapters.sqs_work_queue import SqsWorkQueue
 from lambdas.domain.alerts import AlertConfig, BudgetAlerts
+from lambdas.domain.membership import Memberships
 from lambdas.domain.ports import RotationRequester
 from lambdas.domain.provisioning import KeyProvisioner, ProvisioningConfig
 from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
@@ -141,6 +143,20 @@ def litellm_gateway() -> LiteLLMKeyGateway:
 
 
 @cache
+def memberships() -> Memberships:
+    """The directory, with the common-administration API token or else the login and password."""
+    settings = load_settings()
+    token = settings.cybozu_user_api_token_secret_id
+    directory = CybozuDirectory(
+        settings.kintone_base_url,
+        SecretCredential(token or settings.cybozu_user_api_password_secret_id),
+        settings.http_timeout_seconds,
+        login=None if token else settings.cybozu_user_api_login,
+    )
+    return Memberships(directory)
+
+
+@cache
 def provisioner() -> KeyProvisioner:
     settings = load_settings()
     return KeyProvisioner(
@@ -156,6 +172,7 @@ def provisioner() -> KeyProvisioner:
         key_store=key_store(),
         state_store=state_store(),
         rotations=rotation_requester(),
+        memberships=memberships(),
     )
 
 
@@ -168,6 +185,7 @@ def rotator() -> KeyRotator:
             language=settings.message_language,
             key_alias_prefix=settings.key_alias_prefix,
             grace_seconds=settings.rotation_grace_seconds,
+            test_model=settings.rotation_test_model,
         ),
         secrets=key_store(),
         gateway=litellm_gateway(),
@@ -187,12 +205,14 @@ def build_reconciler(clock: Callable[[], float] = time.time) -> Reconciler:
             full_sweep_seconds=settings.reconcile_full_sweep_seconds,
             max_revoke_share=settings.max_revoke_share,
             mass_revoke_floor=settings.mass_revoke_floor,
+            team_catalog=settings.team_catalog,
         ),
         records=kintone_records(),
         state_store=state_store(),
         queue=SqsWorkQueue(sqs_client(), settings.queue_url),
         gateway=litellm_gateway(),
         clock=clock,
+        memberships=memberships(),
     )
 
 
@@ -245,6 +265,7 @@ def reset_caches() -> None:
         key_store,
         kintone_records,
         litellm_gateway,
+        memberships,
         state_store,
         provisioner,
         rotator,

@@ -39,10 +39,17 @@ class KeyRequest(BaseModel):
     message: str
     requested_by: str
     modified_by: str
+    # The users named in the optional owner field; none means the creator owns the key.
+    owner_choices: tuple[str, ...] = ()
 
     @property
     def api_key_hash(self) -> str:
         return key_hash(self.api_key) if self.api_key else ""
+
+    @property
+    def owner(self) -> str:
+        """Who holds the key: the one user of the owner field, else the record's creator."""
+        return self.owner_choices[0] if len(self.owner_choices) == 1 else self.requested_by
 
 
 def key_hash(api_key: str) -> str:
@@ -86,6 +93,20 @@ def _user_code(record: dict[str, Any], code: str) -> str:
     return ""
 
 
+def _user_codes(record: dict[str, Any], code: str) -> tuple[str, ...]:
+    field = record.get(code)
+    if field is None:
+        return ()  # the app has no such field: the creator owns every key
+    value = field.get("value") if isinstance(field, dict) else None
+    if value in (None, ""):
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(user, dict) and isinstance(user.get("code"), str) for user in value
+    ):
+        raise MalformedRecordError(f"field {code!r} is not a user selection")
+    return tuple(user["code"] for user in value)
+
+
 def key_request_from_record(app_id: str, record: dict[str, Any], codes: FieldCodes) -> KeyRequest:
     try:
         record_id = str(record["$id"]["value"])
@@ -104,6 +125,7 @@ def key_request_from_record(app_id: str, record: dict[str, Any], codes: FieldCod
         message=_text(record, codes.message, required=False),
         requested_by=_user_code(record, codes.creator),
         modified_by=_user_code(record, codes.modifier),
+        owner_choices=_user_codes(record, codes.owner),
     )
 
 

@@ -35,6 +35,27 @@ _TEMPLATES: dict[str, dict[Language, str]] = {
         "ja": "レコードの形式がアプリの設定と合いません: {reason}。管理者に連絡してください。",
         "en": "The record does not match the app's schema: {reason}. Contact the platform team.",
     },
+    "owner_not_allowed": {
+        "ja": (
+            "{owner} はチーム '{team}' のキーを持てません（{reason}）。"
+            "持てるのは {members} に所属する有効なユーザーです。"
+        ),
+        "en": "{owner} may not hold a key of team '{team}' ({reason}). Only active members of {members} may.",
+    },
+    "owner_ambiguous": {
+        "ja": "「{field}」にはキーを持つユーザーを 1 人だけ選んでください。",
+        "en": "Choose exactly one user in '{field}', the one who holds the key.",
+    },
+    "revoked_owner_left": {
+        "ja": (
+            "{owner} がチーム '{team}' のキーを持てなくなったため（{reason}）、キーを無効化しました。"
+            "持てるのは {members} に所属する有効なユーザーです。"
+        ),
+        "en": (
+            "The key was revoked: {owner} may no longer hold a key of team '{team}' ({reason}). "
+            "Only active members of {members} may."
+        ),
+    },
     "revoked": {
         "ja": "キーを無効化しました。",
         "en": "The key has been revoked.",
@@ -114,3 +135,29 @@ def duration(seconds: int, language: Language) -> str:
 def join_names(names: tuple[str, ...] | list[str], language: Language) -> str:
     separator = "、" if language == "ja" else ", "
     return separator.join(names) if names else "-"
+
+
+_STANDING_REASONS: dict[str, dict[Language, str]] = {
+    "not_member": {"ja": "チームのメンバーではありません", "en": "not a member of the team"},
+    "deactivated": {"ja": "ユーザーが停止されています", "en": "the user is deactivated"},
+    "no_such_user": {"ja": "cybozu.com にそのユーザーがいません", "en": "no such cybozu.com user"},
+}
+
+
+def standing_reason(standing: str, language: Language) -> str:
+    """Why a user may not hold a team's key, from a membership standing other than member."""
+    return _STANDING_REASONS[standing][language]
+
+
+def describe_members(organizations: list[tuple[str, bool]], groups: list[str], language: Language) -> str:
+    """A team's members for people: its organizations (with or without sub-organizations) and groups."""
+    if language == "ja":
+        parts = [f"組織 {code}{'（下位組織を含む）' if subs else ''}" for code, subs in organizations]
+        parts += [f"グループ {code}" for code in groups]
+    else:
+        parts = [
+            f"organization {code}{' (with sub-organizations)' if subs else ''}"
+            for code, subs in organizations
+        ]
+        parts += [f"group {code}" for code in groups]
+    return join_names(parts, language)

@@ -101,6 +101,7 @@ class KeyState(BaseModel):
     models: tuple[str, ...] = ()
     key_name: str = ""
     requested_by: str = ""
+    owner: str = ""  # who holds the key; empty in states stored before owners, where requested_by is
     record_revision: int = 0
     message: str = ""
     updated_at: float = 0.0
@@ -311,4 +312,49 @@ class UsageStateStore(Protocol):
 class WorkQueue(Protocol):
     def enqueue(self, items: Sequence[tuple[WorkItem, str]]) -> None:
         """Send (work item, deduplication id) pairs to the worker's FIFO queue."""
+        ...
+
+
+class DirectoryUser(BaseModel):
+    """A cybozu.com user as the directory answers: login name and whether they may sign in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    valid: bool
+
+
+class DirectoryOrganization(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    parent_code: str | None = None
+
+
+class DirectoryError(RuntimeError):
+    """The directory refused a request (credential, scope, an unknown code): a retry will not fix it."""
+
+
+class Directory(Protocol):
+    """The company directory (cybozu.com User API). Every list is whole or the call raises: a
+    transient fault raises TransientError, a refusal DirectoryError, never a shorter answer."""
+
+    def users(self, codes: Sequence[str]) -> list[DirectoryUser]:
+        """The users with these login names; a name missing from the answer has no user."""
+        ...
+
+    def organizations_of(self, user: str) -> list[str]:
+        """Codes of the organizations the user belongs to directly."""
+        ...
+
+    def groups_of(self, user: str) -> list[str]: ...
+
+    def organization_members(self, code: str) -> list[DirectoryUser]:
+        """The organization's direct members (not those of its sub-organizations)."""
+        ...
+
+    def group_members(self, code: str) -> list[DirectoryUser]: ...
+
+    def organizations(self) -> list[DirectoryOrganization]:
+        """Every organization with its parent, to follow sub-organizations."""
         ...

@@ -28,6 +28,7 @@ from lambdas.domain.key_request import (
     key_request_from_record,
     system_field_changes,
 )
+from lambdas.domain.membership import Memberships, Standing
 from lambdas.domain.ports import (
     KeyChange,
     KeyGateway,
@@ -45,7 +46,7 @@ from lambdas.domain.ports import (
     TransientError,
 )
 from lambdas.domain.settings import FieldCodes
-from lambdas.domain.teams import TeamCatalog
+from lambdas.domain.teams import TeamCatalog, TeamMembers
 from lambdas.domain.webhook_events import WorkItem
 
 MAX_KEY_NAME_LENGTH = 100
@@ -119,8 +120,11 @@ class KeyProvisioner:
         state_store: StateStore,
         clock: Callable[[], float] = time.time,
         rotations: RotationRequester | None = None,
+        *,
+        memberships: Memberships,
     ) -> None:
         self._config = config
+        self._memberships = memberships
         self._rotations = rotations
         self._records = records
         self._gateway = gateway
@@ -132,7 +136,7 @@ class KeyProvisioner:
         ref = RecordRef(app_id=item.app_id, record_id=item.record_id)
         for _ in range(MAX_REVISION_CONFLICTS):
             try:
-                return self._converge_once(ref)
+                return self._converge_once(ref, offboarding=item.trigger == "OFFBOARD")
             except RevisionConflictError:
                 continue  # someone saved the record meanwhile: re-read and decide again
         raise TransientError(f"record {ref.app_id}:{ref.record_id} kept changing during write-back")
@@ -190,7 +194,7 @@ class KeyProvisioner:
 
     # -- decisions -------------------------------------------------------------------------------
 
-    def _converge_once(self, ref: RecordRef) -> Result:
+    def _converge_once(self, ref: RecordRef, *, offboarding: bool = False) -> Result:
         raw = self._records.get_record(ref)
         state = self._state_store.get(ref)
         if raw is None:
@@ -202,6 +206,10 @@ class KeyProvisioner:
 
         if request.status in (RecordStatus.REVOKE_REQUESTED, RecordStatus.REVOKED):
             return self._revoke(ref, state, request)
+        if offboarding and state is not None and state.status == KeyStatus.ISSUED:
+            left = self._owner_left(state)
+            if left is not None:
+                return self._revoke(ref, state, request, text=left, actor="")
 
         problem = self._validation_problem(request)
         if problem is not None:
@@ -210,6 +218,9 @@ class KeyProvisioner:
         policy = self._config.team_catalog.get(request.team)
         assert policy is not None  # noqa: S101 - _validation_problem checked the team
         models = request.models or policy.models
+        refusal = self._owner_refusal(request, state)
+        if refusal is not None:
+            return self._fail(request, refusal)
         if (
             request.status == RecordStatus.ROTATE_REQUESTED
             and self._rotations is not None
@@ -250,7 +261,68 @@ class KeyProvisioner:
                 models=messages.join_names(not_allowed, language),
                 allowed=messages.join_names(policy.models, language),
             )
+        if len(request.owner_choices) > 1:
+            return messages.render("owner_ambiguous", language, field=codes.owner)
         return None
+
+    def _owner_refusal(self, request: KeyRequest, state: KeyState | None) -> str | None:
+        """Why the owner may not hold this team's key; None when they may, or already hold it.
+
+        Checked before anything is created: issuing, moving the key to another team, or handing it
+        to another owner. Keeping an issued key is the sweeps' business (offboarding).
+        """
+        if (
+            state is not None
+            and state.status == KeyStatus.ISSUED
+            and state.team == request.team
+            and (state.owner or state.requested_by) == request.owner
+        ):
+            return None
+        members = self._members(request.team)
+        assert members is not None  # noqa: S101 - _validation_problem checked the team
+        standing = self._memberships.standing(request.owner, members)
+        if standing == Standing.MEMBER:
+            return None
+        language = self._config.language
+        return messages.render(
+            "owner_not_allowed",
+            language,
+            owner=request.owner or "-",
+            team=request.team,
+            reason=messages.standing_reason(standing, language),
+            members=self._describe(members),
+        )
+
+    def _owner_left(self, state: KeyState) -> str | None:
+        """Why the key's owner may no longer hold it, asked of the directory about them alone; None
+        while they may. A failing directory raises, so doubt never revokes."""
+        members = self._members(state.team)
+        if members is None:
+            return None  # the team left the catalog: the platform team's call, not an offboarding
+        owner = state.owner or state.requested_by
+        standing = self._memberships.standing(owner, members)
+        if standing == Standing.MEMBER:
+            return None
+        language = self._config.language
+        return messages.render(
+            "revoked_owner_left",
+            language,
+            owner=owner or "-",
+            team=state.team,
+            reason=messages.standing_reason(standing, language),
+            members=self._describe(members),
+        )
+
+    def _members(self, team: str) -> TeamMembers | None:
+        policy = self._config.team_catalog.get(team)
+        return None if policy is None else policy.members
+
+    def _describe(self, members: TeamMembers) -> str:
+        return messages.describe_members(
+            [(organization.code, organization.include_subs) for organization in members.organizations],
+            list(members.groups),
+            self._config.language,
+        )
 
     @staticmethod
     def _key_matches(request: KeyRequest, state: KeyState | None, models: tuple[str, ...]) -> bool:
@@ -261,6 +333,7 @@ class KeyProvisioner:
             and state.team == request.team
             and state.models == models
             and state.key_name == request.key_name
+            and (state.owner or state.requested_by) == request.owner
             and request.api_key_hash == state.key_hash
         )
 
@@ -356,6 +429,7 @@ class KeyProvisioner:
                 models=models,
                 key_name=request.key_name,
                 requested_by=requested_by,
+                owner=request.owner,
                 record_revision=revision,
                 message=text,
                 updated_at=self._clock(),
@@ -393,6 +467,8 @@ class KeyProvisioner:
             parts.append(f"models: {before} → {messages.join_names(models, language)}")
         if state is not None and state.key_name != request.key_name:
             parts.append(f"key_name: {state.key_name} → {request.key_name}")
+        if state is not None and (state.owner or state.requested_by) != request.owner:
+            parts.append(f"owner: {state.owner or state.requested_by} → {request.owner}")
         return "; ".join(parts) or "-"
 
     def _fail(self, request: KeyRequest, text: str) -> Result:
@@ -413,14 +489,26 @@ class KeyProvisioner:
             )
         return Result(Outcome.FAILED, ref)
 
-    def _revoke(self, ref: RecordRef, state: KeyState | None, request: KeyRequest | None) -> Result:
+    def _revoke(
+        self,
+        ref: RecordRef,
+        state: KeyState | None,
+        request: KeyRequest | None,
+        *,
+        text: str = "",
+        actor: str | None = None,
+    ) -> Result:
+        """`text` says why on the record (default: plainly revoked); `actor` is who revoked it
+        (default: whoever last modified the record)."""
         # The secret goes first, even without state (a crash may have come between creating it and
         # recording the state): a rotation checks it after creating its new key, so whichever of the
         # two runs second deletes that key. Then every alias of the record, so no key keeps working.
-        self._key_store.schedule_deletion(ref, request.modified_by if request else "")
+        if actor is None:
+            actor = request.modified_by if request else ""
+        self._key_store.schedule_deletion(ref, actor)
         alias = self.key_alias(ref)
         self._gateway.delete_keys(every_alias(alias))
-        text = messages.render("revoked", self._config.language)
+        text = text or messages.render("revoked", self._config.language)
         revision = 0
         notified = True
         if request is not None:
@@ -438,6 +526,7 @@ class KeyProvisioner:
                     secret_id=state.secret_id if state else "",
                     team=state.team if state else "",
                     requested_by=state.requested_by if state else "",
+                    owner=state.owner if state else "",
                     record_revision=revision,
                     message=text,
                     updated_at=self._clock(),

@@ -9,6 +9,10 @@ kintone budget: one request per page of 500. Each run asks for the records updat
 previous run (record times are to the minute, so the window overlaps the previous one and relies on
 idempotency); every `full_sweep_seconds` it lists all records instead, which is how deletions
 without a webhook show up.
+
+Full sweeps also check the owners of issued keys against the directory, reading each team's member
+lists once (see membership.py); an owner who left is queued for the worker, which asks about them
+alone before it revokes. A directory that fails offboards nobody in that sweep.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from lambdas.domain.key_request import RecordStatus
+from lambdas.domain.membership import Memberships, owners_who_left
 from lambdas.domain.ports import (
+    DirectoryError,
     KeyGateway,
     KeyState,
     KeyStatus,
@@ -29,10 +35,12 @@ from lambdas.domain.ports import (
     RecordLister,
     RecordRef,
     SweepStateStore,
+    TransientError,
     WorkQueue,
 )
 from lambdas.domain.settings import FieldCodes
-from lambdas.domain.webhook_events import WorkItem
+from lambdas.domain.teams import TeamCatalog
+from lambdas.domain.webhook_events import Trigger, WorkItem
 
 PAGE_SIZE = 500  # kintone's largest page
 # A record in one of these states waits for the worker whatever its age.
@@ -47,6 +55,7 @@ class ReconcilerConfig:
     full_sweep_seconds: int
     max_revoke_share: float
     mass_revoke_floor: int
+    team_catalog: TeamCatalog
 
 
 class ListedRecord(BaseModel):
@@ -62,6 +71,8 @@ class ReconcileReport(BaseModel):
     enqueued: int = 0
     missing_records: int = 0
     issued_keys: int = 0
+    owners_left: int = 0
+    owner_check_failed: bool = False
     mass_revoke_blocked: bool = False
     keys_retired: int = 0
 
@@ -75,8 +86,11 @@ class Reconciler:
         queue: WorkQueue,
         gateway: KeyGateway,
         clock: Callable[[], float] = time.time,
+        *,
+        memberships: Memberships,
     ) -> None:
         self._config = config
+        self._memberships = memberships
         self._records = records
         self._state_store = state_store
         self._queue = queue
@@ -118,17 +132,25 @@ class Reconciler:
         if full:
             present = {row.record_id for row in listed}
             missing = [record_id for record_id in issued if record_id not in present]
+            left = self._owners_who_left([state for state in issued.values() if state.record_id in present])
             report.missing_records, report.issued_keys = len(missing), len(issued)
+            report.owners_left, report.owner_check_failed = len(left or ()), left is None
+            going = len(missing) + len(left or ())
             if (
                 not allow_mass_revoke
-                and len(missing) > self._config.mass_revoke_floor
-                and len(missing) > self._config.max_revoke_share * len(issued)
+                and going > self._config.mass_revoke_floor
+                and going > self._config.max_revoke_share * len(issued)
             ):
-                # kintone answering wrongly, or pointed at the wrong app: a person decides.
+                # kintone or the directory answering wrongly, or the wrong app: a person decides.
                 report.mass_revoke_blocked = True
             else:
                 # The worker re-reads each record, so one that was only created meanwhile is left alone.
                 work.extend(self._item(record_id, "gone", now) for record_id in missing)
+                # ...and asks the directory about each owner again before it revokes.
+                work.extend(
+                    self._item(state.record_id, f"owner-left-{now:.0f}", now, "OFFBOARD")
+                    for state in left or ()
+                )
 
         self._queue.enqueue(work)
         report.enqueued = len(work)
@@ -154,8 +176,17 @@ class Reconciler:
                 return listed
             last_id = int(page[-1]["$id"]["value"])
 
-    def _item(self, record_id: str, version: str, now: float) -> tuple[WorkItem, str]:
-        item = WorkItem(app_id=self._config.app_id, record_id=record_id, trigger="RECONCILE", received_at=now)
+    def _owners_who_left(self, states: list[KeyState]) -> list[KeyState] | None:
+        """Issued keys whose owners the directory no longer lists in their team; None when it failed."""
+        try:
+            return owners_who_left(states, self._config.team_catalog, self._memberships)
+        except (TransientError, DirectoryError):
+            return None  # only positive evidence revokes: a failed or partial read offboards nobody
+
+    def _item(
+        self, record_id: str, version: str, now: float, trigger: Trigger = "RECONCILE"
+    ) -> tuple[WorkItem, str]:
+        item = WorkItem(app_id=self._config.app_id, record_id=record_id, trigger=trigger, received_at=now)
         return item, f"reconcile:{self._config.app_id}:{record_id}:{version}"
 
     def retire_due_keys(self) -> int:

@@ -63,6 +63,8 @@ class RotationConfig:
     language: messages.Language
     key_alias_prefix: str
     grace_seconds: int
+    # The gateway's cheapest model: the test request uses it when the key may, else the key's first.
+    test_model: str | None = None
 
 
 class KeyRotator:
@@ -123,7 +125,8 @@ class KeyRotator:
         # An edit since setSecret may have moved the team or models: the new key follows it first,
         # so the test asks for a model the key has.
         spec = self._make_pending_key(secret_id, versions.ref, state, new_key)
-        if not self._gateway.key_works(new_key, spec.models[0]):
+        test_model = self._config.test_model if self._config.test_model in spec.models else spec.models[0]
+        if not self._gateway.key_works(new_key, test_model):
             self._gateway.delete_keys([spec.alias])
             raise RotationRefusedError("the new key did not work in a test request")
 

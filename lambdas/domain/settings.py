@@ -11,9 +11,13 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lambdas.domain.teams import TeamCatalog
+
+# Attempts a work item gets before the worker gives up, and the work queue's maxReceiveCount: one
+# number for the code (worker), the stack (stacks/constructs/queue.py) and the local queue.
+MAX_RECEIVE_COUNT = 5
 
 
 class SettingsError(RuntimeError):
@@ -76,12 +80,32 @@ class Settings(BaseModel):
     rotator_function_arn: str = ""
     rotation_days: int = Field(default=30, ge=1, le=365)
     rotation_grace_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    # Rotator: the model of its test request when the key may use it (the gateway's cheapest).
+    rotation_test_model: str | None = None
     # Reconciler: how far before its last run it looks again (kintone times are to the minute),
     # how often it lists every record, and when it refuses to revoke at once.
     reconcile_lookback_seconds: int = Field(default=120, ge=60, le=86_400)
     reconcile_full_sweep_seconds: int = Field(default=3600, ge=0, le=86_400)
     max_revoke_share: float = Field(default=0.2, gt=0, le=1)
     mass_revoke_floor: int = Field(default=5, ge=0)
+    # The directory (cybozu.com User API, on the kintone domain): a common-administration API token
+    # with the Read scope, or a user's login name and password, each password or token in a secret.
+    cybozu_user_api_token_secret_id: str = ""
+    cybozu_user_api_login: str = ""
+    cybozu_user_api_password_secret_id: str = ""
+
+    @model_validator(mode="after")
+    def _one_directory_credential(self) -> Settings:
+        token = bool(self.cybozu_user_api_token_secret_id)
+        password = bool(self.cybozu_user_api_login or self.cybozu_user_api_password_secret_id)
+        if token == password:
+            raise ValueError(
+                "set CYBOZU_USER_API_TOKEN_SECRET_ID, or CYBOZU_USER_API_LOGIN with "
+                "CYBOZU_USER_API_PASSWORD_SECRET_ID (one of the two)"
+            )
+        if password and not (self.cybozu_user_api_login and self.cybozu_user_api_password_secret_id):
+            raise ValueError("CYBOZU_USER_API_LOGIN and CYBOZU_USER_API_PASSWORD_SECRET_ID go together")
+        return self
 
     @field_validator("kintone_base_url", "litellm_base_url")
     @classmethod
@@ -117,10 +141,14 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "ROTATOR_FUNCTION_ARN": "rotator_function_arn",
     "ROTATION_DAYS": "rotation_days",
     "ROTATION_GRACE_SECONDS": "rotation_grace_seconds",
+    "ROTATION_TEST_MODEL": "rotation_test_model",
     "RECONCILE_LOOKBACK_SECONDS": "reconcile_lookback_seconds",
     "RECONCILE_FULL_SWEEP_SECONDS": "reconcile_full_sweep_seconds",
     "MAX_REVOKE_SHARE": "max_revoke_share",
     "MASS_REVOKE_FLOOR": "mass_revoke_floor",
+    "CYBOZU_USER_API_TOKEN_SECRET_ID": "cybozu_user_api_token_secret_id",
+    "CYBOZU_USER_API_LOGIN": "cybozu_user_api_login",
+    "CYBOZU_USER_API_PASSWORD_SECRET_ID": "cybozu_user_api_password_secret_id",
 }
 _JSON_VARIABLES = {"TEAM_CATALOG", "FIELD_CODES"}
 _FIELD_TO_VARIABLE = {field: variable for variable, field in ENVIRONMENT_VARIABLES.items()}
@@ -145,7 +173,10 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
     except ValidationError as error:
         problems = []
         for problem in error.errors():
-            field = str(problem["loc"][0]) if problem["loc"] else ""
+            if not problem["loc"]:  # a rule across settings names its variables itself
+                problems.append(str(problem["msg"]).removeprefix("Value error, "))
+                continue
+            field = str(problem["loc"][0])
             variable = _FIELD_TO_VARIABLE.get(field, field)
             where = ".".join(str(part) for part in problem["loc"][1:])
             kind = "is missing" if problem["type"] == "missing" else f"is invalid: {problem['msg']}"

@@ -81,8 +81,15 @@ WebhookEvent = Annotated[
 webhook_event_adapter: TypeAdapter[WebhookEvent] = TypeAdapter(WebhookEvent)
 
 
+# OFFBOARD: a sweep found the key's owner gone from the directory or their team; the worker confirms.
 Trigger = Literal[
-    "ADD_RECORD", "UPDATE_RECORD", "UPDATE_STATUS", "DELETE_RECORD", "ADD_RECORD_COMMENT", "RECONCILE"
+    "ADD_RECORD",
+    "UPDATE_RECORD",
+    "UPDATE_STATUS",
+    "DELETE_RECORD",
+    "ADD_RECORD_COMMENT",
+    "RECONCILE",
+    "OFFBOARD",
 ]
 
 

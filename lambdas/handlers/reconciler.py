@@ -33,14 +33,24 @@ def handler(event: dict, context: LambdaContext) -> dict:
     metrics.add_metric(name="KeysRetired", unit=MetricUnit.Count, value=report.keys_retired)
     if report.full_sweep:
         metrics.add_metric(name="RecordsMissing", unit=MetricUnit.Count, value=report.missing_records)
+        metrics.add_metric(name="OwnersLeft", unit=MetricUnit.Count, value=report.owners_left)
+        metrics.add_metric(
+            name="OwnerCheckFailed", unit=MetricUnit.Count, value=1 if report.owner_check_failed else 0
+        )
+        if report.owner_check_failed:
+            logger.warning("the directory did not answer whole; no owner was checked in this sweep")
     # Always emitted (0 or 1) so the alarm on it sees data rather than a gap.
     metrics.add_metric(
         name="MassRevokeBlocked", unit=MetricUnit.Count, value=1 if report.mass_revoke_blocked else 0
     )
     if report.mass_revoke_blocked:
         logger.error(
-            "mass revoke blocked: too many issued keys have no record; nothing was revoked",
-            extra={"missing_records": report.missing_records, "issued_keys": report.issued_keys},
+            "mass revoke blocked: too many keys have no record or lost their owner; nothing was revoked",
+            extra={
+                "missing_records": report.missing_records,
+                "owners_left": report.owners_left,
+                "issued_keys": report.issued_keys,
+            },
         )
     logger.info("reconciled", extra=report.model_dump())
     return report.model_dump()

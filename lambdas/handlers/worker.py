@@ -33,12 +33,11 @@ from lambdas.adapters.sqs_work_queue import SqsWorkQueue
 from lambdas.adapters.wiring import provisioner, sqs_client
 from lambdas.domain.provisioning import Outcome
 from lambdas.domain.redaction import redact
-from lambdas.domain.settings import load_settings
+from lambdas.domain.settings import MAX_RECEIVE_COUNT, load_settings
 from lambdas.domain.webhook_events import WorkItem
 
-# Attempts a request gets; the DLQ's maxReceiveCount is the same, as the backstop for invocations
-# that die before they can report (a message's receives are never fewer than its attempts).
-MAX_RECEIVE_COUNT = 5
+# MAX_RECEIVE_COUNT: the attempts a request gets; the DLQ's maxReceiveCount is the same, as the
+# backstop for invocations that die before they can report (receives are never fewer than attempts).
 # Time one record may need in the worst case: a few calls, each up to HTTP_TIMEOUT_SECONDS.
 TIME_RESERVE_MS = 15_000
 # Kept free of retries for what follows a failure: telling the record, re-queueing, parking.
@@ -93,8 +92,10 @@ def converge_record(record: SQSRecord, lambda_context: LambdaContext | None = No
     receive_count = int(record.attributes.approximate_receive_count or 1)
     attempt = item.attempts + receive_count
     if attempt > MAX_RECEIVE_COUNT:
-        # Its last attempt failed when too little time was left to give up; that is done now.
-        _give_up(record, item, lambda_context, attempts=MAX_RECEIVE_COUNT, reason=item.last_error)
+        # Its last attempt failed when too little time was left to give up (or its invocation died,
+        # which leaves no reason); giving up is done now.
+        reason = item.last_error or "the last attempt ended without an answer"
+        _give_up(record, item, lambda_context, attempts=MAX_RECEIVE_COUNT, reason=reason)
         raise NotAttemptedError("gave up after the last attempt")
     if _millis_left(lambda_context) < TIME_RESERVE_MS:
         _decisions[record.message_id] = Requeue(item.model_copy(update={"attempts": attempt - 1}))

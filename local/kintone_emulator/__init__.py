@@ -19,7 +19,8 @@ The package, one module per concern:
 
 * ``emulator``: ``KintoneEmulator``, which wires the parts together and routes requests;
 * ``rest_api``: the record, records and comment endpoints; ``records``: the record store;
-  ``query``: the query language; ``schema``: the app's fields; ``values``: times and values;
+  ``field_values``: a field's value checked as kintone checks it; ``query``: the query language;
+  ``schema``: the app's fields; ``values``: times and values;
 * ``settings_api`` and ``app_settings``: form fields, record and app permissions, deploy;
   ``permissions``: those permissions applied to a caller;
 * ``directory``: cybozu users, organizations and groups; ``user_api``: the User API under ``/v1/``;

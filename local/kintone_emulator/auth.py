@@ -71,6 +71,10 @@ class Authenticator:
         self._manage_tokens = frozenset(manage_tokens)
         self._api_tokens = frozenset(api_tokens) | self._manage_tokens
 
+    def replace_api_tokens(self, api_tokens: Iterable[str]) -> None:
+        """The app's tokens become these; a request with any other is refused (GAIA_IA02)."""
+        self._api_tokens = frozenset(api_tokens) | self._manage_tokens
+
     def kintone_caller(self, headers: Mapping[str, str]) -> Caller:
         password_header = headers.get("X-Cybozu-Authorization")
         if password_header is not None:

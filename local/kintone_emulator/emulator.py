@@ -199,6 +199,11 @@ class KintoneEmulator:
             "fail_next_deploy": self._settings.fail_next_deploy,
         }
 
+    def replace_api_tokens(self, *api_tokens: str) -> None:
+        """An administrator generated these tokens and deleted the others, as rotating a token is done
+        in kintone (app settings → API token, then Update App)."""
+        self._authenticator.replace_api_tokens(api_tokens)
+
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Changes ``webhook_url``, ``webhook_rate_per_minute``, ``webhook_enabled``,
         ``delete_notification_keys`` ("deleteBy" or "deletedBy"), ``deploy_seconds`` (how long a

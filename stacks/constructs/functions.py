@@ -5,10 +5,10 @@ each grant is an API call its code makes (lambdas/adapters):
 - webhook: read the webhook token secret, send to the queue.
 - worker: consume the queue (receive, delete, change a message's visibility for backoff), send on to
   it what it did not attempt and park what used its last attempt in the dead-letter queue; read the
-  kintone and LiteLLM secrets; get and put its record's state;
+  kintone, directory and LiteLLM secrets; get and put its record's state;
   create, read, restore, void and delete key secrets under the key prefix, turn on and request their
   rotation (and so invoke the rotator, as AWS requires of RotateSecret's caller); assume the audit role.
-- reconciler: read the kintone and LiteLLM secrets; get and put its cursor and read states, query
+- reconciler: read the kintone, directory and LiteLLM secrets; get and put its cursor and read states, query
   the status index, delete due retirements; send to the queue. No key secret at all.
 - spend sync: read the kintone and LiteLLM secrets; query the status index for issued states and
   update their usage. No queue, no key secret.
@@ -220,6 +220,7 @@ class ProvisioningFunctions(Construct):
             "MAX_WEBHOOK_BODY_BYTES": str(settings.api.max_webhook_body_bytes),
             "HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
             "SECRET_RECOVERY_WINDOW_DAYS": str(settings.secret_recovery_window_days),
+            **directory_credential(settings, secrets.cybozu_user_api),
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(settings),
             "LOG_LEVEL": "INFO",
@@ -250,6 +251,8 @@ class ProvisioningFunctions(Construct):
         # Where the worker parks a request after its last attempt.
         self.worker.add_environment("DEAD_LETTER_QUEUE_URL", queue.dead_letter_queue.queue_url)
         self.rotator.add_environment("ROTATION_GRACE_SECONDS", str(settings.rotation_grace_seconds))
+        if settings.gateway.test_model is not None:
+            self.rotator.add_environment("ROTATION_TEST_MODEL", settings.gateway.test_model)
         for variable, value in (
             ("RECONCILE_LOOKBACK_SECONDS", settings.reconcile_lookback_seconds),
             ("RECONCILE_FULL_SWEEP_SECONDS", settings.reconcile_full_sweep_seconds),
@@ -279,6 +282,9 @@ class ProvisioningFunctions(Construct):
         for function in (self.worker, self.reconciler, self.rotator, self.spend_sync, self.alerts):
             self._allow_secret_read(function, secrets.kintone_api_token)
             self._allow_secret_read(function, secrets.litellm_master_key)
+        # Only the functions that ask the directory (issuing, offboarding sweeps) may read its credential.
+        for function in (self.worker, self.reconciler):
+            self._allow_secret_read(function, secrets.cybozu_user_api)
         self._allow_table(self.worker, state, WORKER_TABLE)
         self._allow_table(self.rotator, state, ROTATOR_TABLE)
         # The reconciler keeps its sweep cursor in the table and clears retired keys' entries.
@@ -470,6 +476,14 @@ class ProvisioningFunctions(Construct):
             resources=[key.key_arn],
             conditions={"StringEquals": {"kms:ViaService": f"{service}.{region}.amazonaws.com"}},
         )
+
+
+def directory_credential(settings: EnvironmentSettings, secret: secretsmanager.ISecret) -> dict[str, str]:
+    """The User API credential's settings: the secret holds a token, or the password of a login."""
+    login = settings.kintone.user_api_login
+    if login is None:
+        return {"CYBOZU_USER_API_TOKEN_SECRET_ID": secret.secret_arn}
+    return {"CYBOZU_USER_API_LOGIN": login, "CYBOZU_USER_API_PASSWORD_SECRET_ID": secret.secret_arn}
 
 
 def metrics_namespace(settings: EnvironmentSettings) -> str:

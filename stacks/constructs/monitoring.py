@@ -28,6 +28,8 @@ WEBHOOKS_ACCEPTED = "WebhookAccepted"
 WEBHOOKS_REJECTED = "WebhookRejected"
 # The reconciler refused to revoke many keys at once (their records vanished): a person must look.
 MASS_REVOKE_BLOCKED = "MassRevokeBlocked"
+# A full sweep could not read the directory (cybozu.com User API), so no owner was checked.
+OWNER_CHECK_FAILED = "OwnerCheckFailed"
 KEYS_ROTATED = "KeysRotated"
 # The app's kintone requests so far in kintone's day (all functions), against its daily budget.
 KINTONE_REQUESTS_TODAY = "KintoneRequestsToday"
@@ -120,6 +122,15 @@ class Monitoring(Construct):
             f"app's {budget:,} kintone requests for today (the count restarts at 9:00 JST). Past the "
             "budget kintone warns the store administrator: look for a loop or a burst, or lengthen the "
             "reconciler's and the spend sync's intervals.",
+        )
+        self._alarm(
+            "OwnerCheckFailed",
+            self._pipeline_metric(OWNER_CHECK_FAILED, "Sum", "owner checks failed").with_(
+                period=Duration.hours(1)
+            ),
+            threshold=2,
+            description="Full sweeps could not read the cybozu.com User API twice within an hour, so "
+            "nobody who left is losing their key: check the cybozu-user-api secret and the User API.",
         )
         self._alarm(
             "WebhookServerErrors",

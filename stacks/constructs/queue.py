@@ -7,7 +7,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-MAX_RECEIVE_COUNT = 5
+from lambdas.domain.settings import MAX_RECEIVE_COUNT
+
 # Lambda's guidance for SQS event sources: visibility at least six times the function timeout.
 VISIBILITY_TIMEOUT_FACTOR = 6
 

@@ -57,6 +57,18 @@ class ProvisioningSecrets(Construct):
             "kintone API tokens are issued and regenerated only in kintone's app settings; Secrets Manager "
             "cannot mint one, so the operator replaces the value when kintone's token changes.",
         )
+        # Like the kintone token, issued elsewhere (cybozu.com common administration) and put here.
+        self.cybozu_user_api = self._generated(
+            "CybozuUserApi",
+            "cybozu.com User API credential: a common-administration API token with the Read scope, or "
+            "the password of kintone.user_api_login; set by the operator",
+        )
+        acknowledge(
+            self.cybozu_user_api,
+            "AwsSolutions-SMG4",
+            "cybozu.com API tokens are issued and regenerated only in cybozu.com common administration "
+            "(and passwords changed there); Secrets Manager cannot mint one, so the operator replaces it.",
+        )
         if gateway_master_key is not None:
             self.litellm_master_key = gateway_master_key
         else:

@@ -71,6 +71,7 @@ def test_alarms_cover_dead_letters_errors_age_and_throttles(environment: Synthes
         "MassRevokeBlocked",
         "KintoneDailyBudgetNearlySpent",
     }
+    expected.add("OwnerCheckFailed")
     for name in ("Webhook", "Worker", "Reconciler", "Rotator", "SpendSync", "Alerts"):
         expected |= {f"{name}Errors", f"{name}Throttles"}
     if environment.settings.gateway.create:
@@ -91,6 +92,15 @@ def test_alarms_cover_dead_letters_errors_age_and_throttles(environment: Synthes
     assert alarms["OldestMessageTooOld"]["MetricName"] == "ApproximateAgeOfOldestMessage"
     assert alarms["OldestMessageTooOld"]["Threshold"] == environment.settings.oldest_message_alarm_seconds
     assert alarms["WorkerThrottles"]["MetricName"] == "Throttles"
+    # Owners unchecked twice within an hour (full sweeps every 15 minutes by default).
+    owner_check = alarms["OwnerCheckFailed"]
+    [metric] = owner_check["Metrics"]  # labelled, so CDK writes it as a metric query
+    assert metric["MetricStat"]["Metric"]["MetricName"] == "OwnerCheckFailed"
+    assert (owner_check["Threshold"], metric["MetricStat"]["Period"], metric["MetricStat"]["Stat"]) == (
+        2,
+        3600,
+        "Sum",
+    )
 
 
 def test_every_alarm_notifies_the_encrypted_topic(environment: Synthesized) -> None:

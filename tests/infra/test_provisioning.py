@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import ast
+import copy
 import json
 import re
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
 
-from lambdas.domain.settings import ENVIRONMENT_VARIABLES, Settings, settings_from_environment
+from lambdas.domain.settings import (
+    ENVIRONMENT_VARIABLES,
+    MAX_RECEIVE_COUNT,
+    Settings,
+    settings_from_environment,
+)
 from local.aws_resources import VISIBILITY_TIMEOUT_SECONDS
-from stacks.constructs.functions import KEY_SECRET_ACTIONS
-from tests.infra.conftest import REPO_ROOT, Synthesized, key_secrets_arn
+from stacks.config import load_environment_settings
+from stacks.constructs.functions import KEY_SECRET_ACTIONS, directory_credential
+from tests.infra.conftest import REPO_ROOT, Synthesized, cdk_context, key_secrets_arn
 
 pytestmark = pytest.mark.infra
 
@@ -65,15 +72,6 @@ def ref(value: Any) -> str | None:
         if "Fn::GetAtt" in value:
             return value["Fn::GetAtt"][0]
     return None
-
-
-def worker_max_receive_count() -> int:
-    """The worker's own copy of the DLQ threshold (read from its source: importing it needs AWS settings)."""
-    tree = ast.parse((REPO_ROOT / "lambdas" / "handlers" / "worker.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and [target.id for target in node.targets] == ["MAX_RECEIVE_COUNT"]:
-            return ast.literal_eval(node.value)
-    raise AssertionError("lambdas/handlers/worker.py defines no MAX_RECEIVE_COUNT")
 
 
 def secret_id(synthesized: Synthesized, name: str) -> str:
@@ -214,7 +212,7 @@ def test_queue_is_encrypted_fifo_with_a_fifo_dead_letter_queue(environment: Synt
         assert queue["Properties"]["FifoQueue"] is True
         assert queue["Properties"]["ContentBasedDeduplication"] is False
         assert ref(queue["Properties"]["KmsMasterKeyId"])
-    assert main["Properties"]["RedrivePolicy"]["maxReceiveCount"] == worker_max_receive_count()
+    assert main["Properties"]["RedrivePolicy"]["maxReceiveCount"] == MAX_RECEIVE_COUNT
     assert dead_letters in queues
     worker_timeout = function(environment, "worker")["Properties"]["Timeout"]
     assert main["Properties"]["VisibilityTimeout"] >= 6 * worker_timeout
@@ -450,17 +448,46 @@ def test_only_the_callers_of_rotate_secret_may_invoke_the_rotator(environment: S
     assert holders == rotate_callers == {"WorkerRole"}
 
 
-def test_worker_reads_only_the_kintone_token_and_master_key_besides_key_secrets(
-    environment: Synthesized,
-) -> None:
-    reads = [
-        resource
-        for statement in role_statements(environment, "WorkerRole")
+def secret_reads(environment: Synthesized, role: str) -> set[str]:
+    return {
+        ref(resource)
+        for statement in role_statements(environment, role)
         if actions(statement) == ["secretsmanager:GetSecretValue"]
         for resource in resources(statement)
-    ]
-    assert secret_id(environment, "KintoneApiToken") in {ref(resource) for resource in reads}
-    assert len(reads) == 2, "kintone API token and LiteLLM master key"
+    }
+
+
+def test_worker_reads_only_the_kintone_and_directory_credentials_and_master_key_besides_key_secrets(
+    environment: Synthesized,
+) -> None:
+    reads = secret_reads(environment, "WorkerRole")
+    assert {secret_id(environment, "KintoneApiToken"), secret_id(environment, "CybozuUserApi")} <= reads
+    assert len(reads) == 3, "kintone API token, cybozu User API credential and LiteLLM master key"
+
+
+def test_only_the_worker_and_the_reconciler_may_read_the_directory_credential(
+    environment: Synthesized,
+) -> None:
+    directory = secret_id(environment, "CybozuUserApi")
+    readers = {role for role in ("WebhookRole", "WorkerRole", "ReconcilerRole", "RotatorRole")
+               if directory in secret_reads(environment, role)}  # fmt: skip
+    assert readers == {"WorkerRole", "ReconcilerRole"}
+    for name in FUNCTIONS:
+        variables = function(environment, name)["Properties"]["Environment"]["Variables"]
+        assert ref(variables["CYBOZU_USER_API_TOKEN_SECRET_ID"]) == directory
+        assert "CYBOZU_USER_API_LOGIN" not in variables
+
+
+def test_the_directory_may_be_read_with_a_login_and_its_password_instead() -> None:
+    environments = copy.deepcopy(cdk_context()["environments"])
+    environments["staging"]["kintone"]["user_api_login"] = "llm-directory-reader"
+    settings = load_environment_settings(environments, "staging")
+    secret = SimpleNamespace(secret_arn="arn:aws:secretsmanager:ap-northeast-1:222222222222:secret:dir")
+
+    assert directory_credential(settings, secret) == {
+        "CYBOZU_USER_API_LOGIN": "llm-directory-reader",
+        "CYBOZU_USER_API_PASSWORD_SECRET_ID": secret.secret_arn,
+    }
 
 
 def test_webhook_may_only_read_its_token_and_enqueue(environment: Synthesized) -> None:

@@ -8,6 +8,7 @@ emulator, and the real handlers running in this process so tests can watch them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import string
@@ -20,7 +21,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from botocore.exceptions import ClientError
+from botocore.awsrequest import AWSResponse
 
 from lambdas.adapters.wiring import build_reconciler, reset_caches
 from local import kintone_directory
@@ -56,6 +57,7 @@ class LocalStack:
     key_secret_prefix: str
     litellm_faults: FaultProxy
     aws_faults: AwsFaults
+    worker_log: WorkerLog
 
     @property
     def kintone_url(self) -> str:
@@ -223,13 +225,15 @@ class LocalStack:
             timeout=10,
         ).raise_for_status()
 
-    def bulk_save(self, count: int) -> list[str]:
-        """`POST /k/v1/records.json` (an import through the API): kintone sends no webhook for it."""
+    def bulk_save(self, count: int, user: str = "taro") -> list[str]:
+        """`POST /k/v1/records.json` (an import through the API): kintone sends no webhook for it.
+
+        Signed in as `user`: a record saved with the app's token alone belongs to nobody."""
         record_ids: list[str] = []
         for start in range(0, count, 100):  # kintone's limit per request
             response = httpx.post(
                 f"{self.kintone_url}/k/v1/records.json",
-                headers={"X-Cybozu-API-Token": self.api_token},
+                headers=self.as_user(user),
                 json={
                     "app": APP_ID,
                     "records": [
@@ -269,6 +273,16 @@ class LocalStack:
     def handled_for(self, record_id: str) -> int:
         return self.runtime.poller.handled_in_group(f"{APP_ID}:{record_id}")
 
+    def delivery_that_converged(self, record_id: str) -> int:
+        """Which delivery of the record's message (its SQS receive count) converged it; waits for it."""
+        group = f"{APP_ID}:{record_id}"
+        with self.worker_log.changed:
+            found = self.worker_log.changed.wait_for(
+                lambda: any(line.record == group for line in self.worker_log.converged), WAIT_SECONDS
+            )
+            assert found, f"the worker never converged record {record_id}"
+            return next(line.receive_count for line in self.worker_log.converged if line.record == group)
+
     def wait_rotations(self, count: int) -> None:
         assert self.runtime.rotations.wait_finished(count, WAIT_SECONDS), "the rotation did not end"
 
@@ -296,6 +310,29 @@ class LocalStack:
         )
         return response.status_code
 
+    def put_secret(self, secret_id: str, value: str) -> None:
+        """A new value for one of the stack's secrets, as a rotation writes it."""
+        self.secrets_client().put_secret_value(SecretId=secret_id, SecretString=value)
+
+    def new_litellm_admin_key(self) -> str:
+        """A key of a new proxy_admin user: it may do what the master key does, and can be deleted."""
+        response = httpx.post(
+            f"{self.litellm.base_url}/user/new",
+            headers={"Authorization": f"Bearer {self.litellm.master_key}"},
+            json={"user_id": f"it-admin-{uuid.uuid4().hex[:8]}", "user_role": "proxy_admin"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return response.json()["key"]
+
+    def delete_litellm_key(self, api_key: str) -> None:
+        httpx.post(
+            f"{self.litellm.base_url}/key/delete",
+            headers={"Authorization": f"Bearer {self.litellm.master_key}"},
+            json={"keys": [api_key]},
+            timeout=30,
+        ).raise_for_status()
+
     def secret_name(self, record_id: str) -> str:
         return f"{self.key_secret_prefix}app-{APP_ID}/record-{record_id}"
 
@@ -311,36 +348,81 @@ class LocalStack:
         return json.loads(value["SecretString"])["api_key"]
 
 
+class WorkerLog(logging.Handler):
+    """The worker's "record converged" lines, as they are logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.converged: list[logging.LogRecord] = []
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "record converged":
+            with self.changed:
+                self.converged.append(record)
+                self.changed.notify_all()
+
+
 class AwsFaults:
     """Makes AWS calls of this process fail like AWS under load, e.g. Secrets Manager throttling.
 
-    Hooks botocore's default session, from which the functions' clients are made.
+    Hooks botocore's default session, from which the functions' clients are made, where a request
+    is about to be sent: the client gets AWS's error answer instead, so its retry mode sees the
+    fault exactly as it would see a real one.
     """
 
     def __init__(self) -> None:
         self._remaining: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
         self._events = boto3._get_default_session()._session.get_component("event_emitter")
-        self._events.register("before-call.*.*", self._maybe_fail, unique_id="aws-faults")
+        self._events.register("before-send.*.*", self._maybe_fail, unique_id="aws-faults")
 
     def inject(self, operation: str, count: int, code: str = "ThrottlingException") -> None:
         with self._lock:
             self._remaining[operation] = (count, code)
+
+    def remaining(self, operation: str) -> int:
+        with self._lock:
+            return self._remaining.get(operation, (0, ""))[0]
 
     def clear(self) -> None:
         with self._lock:
             self._remaining.clear()
 
     def close(self) -> None:
-        self._events.unregister("before-call.*.*", unique_id="aws-faults")
+        self._events.unregister("before-send.*.*", unique_id="aws-faults")
 
-    def _maybe_fail(self, model, **_kwargs: Any) -> None:
+    def _maybe_fail(self, request, event_name: str, **_kwargs: Any) -> AWSResponse | None:
+        operation = event_name.rsplit(".", 1)[-1]
         with self._lock:
-            count, code = self._remaining.get(model.name, (0, ""))
+            count, code = self._remaining.get(operation, (0, ""))
             if not count:
-                return
-            self._remaining[model.name] = (count - 1, code)
-        raise ClientError({"Error": {"Code": code, "Message": "injected fault"}}, model.name)
+                return None
+            self._remaining[operation] = (count - 1, code)
+        body = json.dumps({"__type": code, "message": "injected fault"}).encode()
+        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _RawBody(body))
+
+
+class _RawBody:
+    """What botocore reads an answer's body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+# Members of platform besides the local directory's, each owning the keys of one offboarding test,
+# so that their leaving touches no other test's keys. leaver-listed-late comes last: the last member
+# of platform in the User API's lists (which are in id order).
+LEAVERS = (
+    "leaver-deactivated",
+    "leaver-moved",
+    "leaver-during-fault",
+    "leaver-en-masse",
+    "leaver-listed-late",
+)
 
 
 @pytest.fixture(scope="session")
@@ -351,10 +433,14 @@ def local_stack() -> Iterator[LocalStack]:
     api_token = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
     litellm_faults = FaultProxy(litellm.base_url)
     aws_faults = AwsFaults()
-    # The directory of the local stack, with passwords of this session.
+    # The directory of the local stack, with passwords of this session, and the offboarding tests' owners.
     passwords = kintone_directory.new_passwords()
     user_api_token = kintone_directory.new_user_api_token()
-    directory = Directory.from_document(kintone_directory.directory_document(passwords, user_api_token))
+    document = kintone_directory.directory_document(passwords, user_api_token)
+    for login in LEAVERS:
+        passwords[login] = secrets.token_urlsafe(18)
+        document["users"].append({"code": login, "password": passwords[login], "organizations": ["platform"]})
+    directory = Directory.from_document(document)
     # Tests save records far faster than kintone's 60 webhooks a minute; tests of that cap set it.
     emulator = KintoneEmulator(
         app_id=APP_ID,
@@ -365,7 +451,11 @@ def local_stack() -> Iterator[LocalStack]:
     )
     kintone_url = emulator.start()
     resources = create_provisioning_resources(
-        aws_endpoint, f"it-{session}", kintone_api_token=api_token, litellm_master_key=litellm.master_key
+        aws_endpoint,
+        f"it-{session}",
+        kintone_api_token=api_token,
+        litellm_master_key=litellm.master_key,
+        cybozu_user_api_token=user_api_token,
     )
     environment = function_environment(
         aws_endpoint=aws_endpoint,
@@ -385,6 +475,10 @@ def local_stack() -> Iterator[LocalStack]:
     os.environ.update(environment)
     reset_caches()
     runtime = LocalRuntime(resources.queue_url, serve_webhooks=True, poll_queue=True)
+    from lambdas.handlers import worker  # noqa: PLC0415 - imported after the environment is set
+
+    worker_log = WorkerLog()
+    worker.logger.addHandler(worker_log)
     runtime.start()
     emulator.configure(webhook_url=f"{runtime.base_url}/webhook/{resources.webhook_token}")
     try:
@@ -401,8 +495,10 @@ def local_stack() -> Iterator[LocalStack]:
             key_secret_prefix=environment["KEY_SECRET_PREFIX"],
             litellm_faults=litellm_faults,
             aws_faults=aws_faults,
+            worker_log=worker_log,
         )
     finally:
+        worker.logger.removeHandler(worker_log)
         runtime.stop()
         emulator.stop()
         litellm_faults.close()

@@ -120,7 +120,9 @@ def test_kintone_faults_are_retried(
 )
 def test_litellm_faults_are_retried(faults: LocalStack, fault: Fault) -> None:
     faults.litellm_faults.inject(fault)
-    record_id = faults.save_record(team="research" if fault.path_prefix == "/team/" else "platform")
+    # A team's first key creates the LiteLLM team: research's, saved by jiro, a member of research.
+    fields = {"team": "research", "user": "jiro"} if fault.path_prefix == "/team/" else {}
+    record_id = faults.save_record(**fields)
     assert_exactly_one_working_key(faults, record_id)
 
 
@@ -129,6 +131,18 @@ def test_aws_throttling_is_retried(faults: LocalStack, operation: str) -> None:
     faults.aws_faults.inject(operation, count=2)
     record_id = faults.save_record()
     assert_exactly_one_working_key(faults, record_id)
+    assert faults.aws_faults.remaining(operation) == 0
+    # botocore's standard retry mode absorbed both throttles: no second delivery was needed.
+    assert faults.delivery_that_converged(record_id) == 1
+
+
+def test_aws_throttling_that_outlasts_botocores_retries_comes_back_after_a_backoff(
+    faults: LocalStack,
+) -> None:
+    faults.aws_faults.inject("CreateSecret", count=3)  # botocore's three attempts all throttled
+    record_id = faults.save_record()
+    assert_exactly_one_working_key(faults, record_id)
+    assert faults.delivery_that_converged(record_id) == 2
 
 
 def test_a_fault_that_outlasts_every_retry_says_so_and_parks_the_request(faults: LocalStack) -> None:

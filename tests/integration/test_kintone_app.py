@@ -63,7 +63,6 @@ def app_command(emulator: KintoneEmulator, state_dir: Path, *args: str) -> subpr
     (state_dir / "functions.json").write_text(json.dumps(functions))
     (state_dir / "env").write_text(
         "WEBHOOK_URL=http://127.0.0.1:9/webhook/the-webhook-token\n"
-        "KINTONE_OPERATORS_GROUP=llm-operators\n"
         f"KINTONE_API_TOKEN={RECORDS_TOKEN}\n"
         "KINTONE_ADMIN_LOGIN=admin\n"
         f"KINTONE_ADMIN_PASSWORD={password_of('admin')}\n"

@@ -35,7 +35,7 @@ def test_a_saved_record_gets_a_working_key_for_its_team(local_stack: LocalStack)
 
 
 def test_the_key_is_scoped_to_the_team_models(local_stack: LocalStack) -> None:
-    _, record = issued(local_stack, team="research", models=["priced-gpt"])
+    _, record = issued(local_stack, user="jiro", team="research", models=["priced-gpt"])
     api_key = record["api_key"]["value"]
     assert local_stack.chat_status(api_key, model="priced-gpt") == 200
     assert local_stack.chat_status(api_key, model="other-model") in (401, 403)
@@ -130,8 +130,12 @@ def test_an_edit_updates_the_key_in_place(local_stack: LocalStack) -> None:
     record_id, record = issued(local_stack)
     api_key = record["api_key"]["value"]
 
-    revision = local_stack.edit_record(record_id, team="research", models=["priced-gpt"])
-    record = local_stack.wait_for_write_after(record_id, revision)
+    local_stack.move_user("taro", "platform", "research")  # a key moves only to its owner's team
+    try:
+        revision = local_stack.edit_record(record_id, team="research", models=["priced-gpt"])
+        record = local_stack.wait_for_write_after(record_id, revision)
+    finally:
+        local_stack.move_user("taro", "platform")
 
     assert record["status"]["value"] == "Issued"
     assert "team: platform → research" in record["message"]["value"]

@@ -10,6 +10,9 @@ from typing import Any
 from lambdas.adapters.litellm_keys import LiteLLMError
 from lambdas.domain import key_request
 from lambdas.domain.ports import (
+    DirectoryError,
+    DirectoryOrganization,
+    DirectoryUser,
     KeyChange,
     KeySpec,
     KeyState,
@@ -175,6 +178,7 @@ class FakeGateway:
     def __init__(self, crashes: CrashPoints) -> None:
         self.teams: dict[str, TeamPolicy] = {}
         self.keys: dict[str, KeySpec] = {}  # alias → spec
+        self.tested_models: list[str] = []  # the model of each key_works request, in order
         self.broken_keys: set[str] = set()  # keys that exist but fail a real request
         self.generate_calls = 0
         self.spend: dict[str, float] = {}  # alias → spend
@@ -239,6 +243,7 @@ class FakeGateway:
         self.keys[alias] = self.keys.pop(old_alias).model_copy(update={"alias": alias})
 
     def key_works(self, api_key: str, model: str) -> bool:
+        self.tested_models.append(model)
         spec = next((spec for spec in self.keys.values() if spec.api_key == api_key), None)
         return spec is not None and model in spec.models and api_key not in self.broken_keys
 
@@ -416,3 +421,93 @@ class FakeQueue:
 
 def _kintone_minute(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp - timestamp % 60, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeDirectory:
+    """The cybozu.com directory as the User API shows it; by default the emulator's local one:
+    organization platform (taro, hanako) with platform-sre under it, research (jiro), saburo in
+    none, and admin in the group llm-operators.
+
+    `failure` makes every read raise it, as a directory that is down or answers in part does.
+    """
+
+    def __init__(self) -> None:
+        self.valid: dict[str, bool] = {
+            "taro": True,
+            "hanako": True,
+            "jiro": True,
+            "saburo": True,
+            "admin": True,
+        }
+        self.parents: dict[str, str | None] = {"platform": None, "platform-sre": "platform", "research": None}
+        self.in_organization: dict[str, list[str]] = {
+            "taro": ["platform"],
+            "hanako": ["platform"],
+            "jiro": ["research"],
+        }
+        self.in_group: dict[str, list[str]] = {"admin": ["llm-operators"]}
+        self.groups: set[str] = {"llm-operators"}
+        self.failure: Exception | None = None
+        self.reads = 0
+
+    # -- what an administrator does --------------------------------------------------------------
+
+    def deactivate(self, user: str) -> None:
+        self.valid[user] = False
+
+    def delete(self, user: str) -> None:
+        del self.valid[user]
+        self.in_organization.pop(user, None)
+        self.in_group.pop(user, None)
+
+    def move(self, user: str, organizations: list[str]) -> None:
+        """Like PUT /v1/userOrganizations.json: the full list, what is left out is left."""
+        self.in_organization[user] = list(organizations)
+
+    # -- the reads ---------------------------------------------------------------------------------
+
+    def users(self, codes: Sequence[str]) -> list[DirectoryUser]:
+        self._read()
+        return [
+            DirectoryUser(code=code, valid=self.valid[code])
+            for code in dict.fromkeys(codes)
+            if code in self.valid
+        ]
+
+    def organizations_of(self, user: str) -> list[str]:
+        self._read()
+        self._known_user(user)
+        return list(self.in_organization.get(user, []))
+
+    def groups_of(self, user: str) -> list[str]:
+        self._read()
+        self._known_user(user)
+        return list(self.in_group.get(user, []))
+
+    def organization_members(self, code: str) -> list[DirectoryUser]:
+        self._read()
+        if code not in self.parents:
+            raise DirectoryError(f"no organization {code}")
+        return self._members(lambda user: code in self.in_organization.get(user, []))
+
+    def group_members(self, code: str) -> list[DirectoryUser]:
+        self._read()
+        if code not in self.groups:
+            raise DirectoryError(f"no group {code}")
+        return self._members(lambda user: code in self.in_group.get(user, []))
+
+    def organizations(self) -> list[DirectoryOrganization]:
+        self._read()
+        return [DirectoryOrganization(code=code, parent_code=parent) for code, parent in self.parents.items()]
+
+    def _members(self, belongs: Any) -> list[DirectoryUser]:
+        return [DirectoryUser(code=user, valid=valid) for user, valid in self.valid.items() if belongs(user)]
+
+    def _known_user(self, user: str) -> None:
+        if user not in self.valid:
+            raise DirectoryError(f"no user {user}")
+
+    def _read(self) -> None:
+        self.reads += 1
+        if self.failure is not None:
+            raise self.failure

@@ -41,7 +41,7 @@ TARGET = AppTarget(
     operators_group="llm-operators",
     language="ja",
     webhook_url_without_token="https://api.example.com/v1/webhook/",
-    webhook_token_location="the secret kintone-llm/dev/webhook-token",
+    webhook_token_location="in the secret kintone-llm/dev/webhook-token",
 )
 
 
@@ -198,7 +198,7 @@ def test_environment_target_reads_cdk_json() -> None:
     assert [team.team for team in target.teams] == ["platform", "research"]
     assert target.teams[0].organizations == (("platform", True),)
     assert target.models == ("claude-haiku", "claude-sonnet")
-    assert "WebhookTokenSecretArn" in target.webhook_token_location
+    assert "WebhookTokenSecretArn of kintone-llm-staging-provisioning" in target.webhook_token_location
     assert "kintone-llm-staging-provisioning" in target.webhook_url_without_token
 
 
@@ -215,13 +215,32 @@ def test_local_target_reads_the_local_stacks_settings(tmp_path: Path) -> None:
         "MESSAGE_LANGUAGE": "en",
     }
     (tmp_path / "functions.json").write_text(json.dumps(functions))
-    (tmp_path / "env").write_text("WEBHOOK_URL=http://127.0.0.1:7/webhook/tok\nKINTONE_OPERATORS_GROUP=ops\n")
+    (tmp_path / "env").write_text("WEBHOOK_URL=http://127.0.0.1:7/webhook/tok\n")
     target = local_target(tmp_path)
     assert (target.base_url, target.app_id, target.language) == ("http://127.0.0.1:9", "1", "en")
-    assert target.operators_group == "ops"
+    assert target.operators_group == "llm-operators"
     assert [team.team for team in target.teams] == ["platform", "research"]
     assert target.webhook_url_without_token == "http://127.0.0.1:7/webhook/"
     assert "tok" not in target.webhook_token_location
+
+
+def test_local_target_before_the_first_env_file(tmp_path: Path) -> None:
+    functions = {
+        "KINTONE_BASE_URL": "http://127.0.0.1:9",
+        "KINTONE_APP_ID": "1",
+        "KINTONE_API_TOKEN_SECRET_ID": "s",
+        "LITELLM_BASE_URL": "http://127.0.0.1:8",
+        "LITELLM_MASTER_KEY_SECRET_ID": "m",
+        "WEBHOOK_TOKEN_SECRET_ID": "w",
+        "STATE_TABLE_NAME": "t",
+        "TEAM_CATALOG": json.dumps(LOCAL_TEAM_CATALOG),
+    }
+    (tmp_path / "functions.json").write_text(json.dumps(functions))
+    target = local_target(tmp_path)
+    assert target.webhook_url_without_token == ""
+    assert "Webhook URL: <the webhook endpoint>/<token>, the token being the end of WEBHOOK_URL" in "\n".join(
+        webhook_instructions(target)
+    )
 
 
 def test_local_target_without_a_stack_says_make_up(tmp_path: Path) -> None:
@@ -232,3 +251,25 @@ def test_local_target_without_a_stack_says_make_up(tmp_path: Path) -> None:
 def test_main_reports_bad_settings_with_exit_status_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--env", "qa", "--dry-run"]) == 1
     assert "unknown environment 'qa'" in capsys.readouterr().err
+
+
+def test_a_team_leaving_the_catalog_loses_its_option_only_after_its_rule() -> None:
+    kintone = SettingsKintone()
+    run_command(kintone)
+    kintone.writes.clear()
+    smaller = TARGET.model_copy(
+        update={"teams": (*TARGET.teams[:1], TeamMembersAccess(team="sales", groups=("s",)))}
+    )
+    assert run(smaller, kintone.settings(), dry_run=False, out=lambda line: None) == 0
+    assert kintone.writes == [
+        "PUT app/form/fields.json",
+        "PUT record/acl.json",
+        "PUT app/form/fields.json",
+        "POST app/deploy.json",
+    ]
+    assert list(kintone.live["fields"]["team"]["options"]) == ["platform", "sales"]
+    assert [rule["filterCond"] for rule in kintone.live["record_rights"]] == [
+        'team in ("platform")',
+        'team in ("sales")',
+        "",
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lambdas.domain.membership import Memberships
 from lambdas.domain.ports import KeyStatus, RecordRef, TransientError
 from lambdas.domain.provisioning import KeyProvisioner, Outcome, ProvisioningConfig
 from lambdas.domain.settings import FieldCodes
@@ -11,6 +12,7 @@ from lambdas.domain.teams import LOCAL_TEAM_CATALOG, TeamCatalog
 from lambdas.domain.webhook_events import WorkItem
 from tests.unit.fakes import (
     CrashPoints,
+    FakeDirectory,
     FakeGateway,
     FakeKeyStore,
     FakeRecords,
@@ -29,6 +31,7 @@ class World:
         self.gateway = FakeGateway(self.crashes)
         self.key_store = FakeKeyStore(self.crashes)
         self.state_store = FakeStateStore()
+        self.directory = FakeDirectory()
         self.provisioner = KeyProvisioner(
             ProvisioningConfig(
                 team_catalog=TeamCatalog.model_validate(LOCAL_TEAM_CATALOG),
@@ -42,6 +45,7 @@ class World:
             self.key_store,
             self.state_store,
             clock=lambda: 1_700_000_000.0,
+            memberships=Memberships(self.directory),
         )
 
     def converge(self, ref: RecordRef, trigger: str = "ADD_RECORD"):
@@ -197,6 +201,7 @@ def test_changing_team_and_models_updates_the_key_in_place(world: World) -> None
     world.converge(ref)
     api_key = world.records.value(ref, "api_key")
 
+    world.directory.move("taro", ["platform", "research"])
     world.records.edit(ref, team="research", models=["priced-gpt"])
     result = world.converge(ref, trigger="UPDATE_RECORD")
 

@@ -70,6 +70,7 @@ def test_a_team_change_after_a_rotation_updates_the_new_key(world: World) -> Non
     world.rotate(ref)
     new_key = world.records.value(ref, "api_key")
 
+    world.directory.move("taro", ["platform", "research"])
     world.records.edit(ref, team="research", models=["priced-gpt"])
     assert world.converge(ref).outcome == Outcome.UPDATED
 
@@ -280,3 +281,21 @@ def test_a_rotation_request_records_its_own_write_so_a_sweep_leaves_it_alone(wor
     world.converge(ref)
     revision = int(world.records.records[(APP, "1")]["$revision"]["value"])
     assert world.state_store.get(ref).record_revision == revision
+
+
+@pytest.mark.parametrize(
+    ("test_model", "tested"),
+    [
+        ("other-model", "other-model"),  # the environment's cheap model, which the key may use
+        ("priced-gpt", "fake-gpt"),  # not one of the key's models: the key's first model instead
+        (None, "fake-gpt"),
+    ],
+)
+def test_the_test_request_uses_the_configured_model_only_when_the_key_may_use_it(
+    test_model: str | None, tested: str
+) -> None:
+    world = World(test_model=test_model)
+    ref = world.issued()
+    world.rotate(ref)
+    assert world.gateway.tested_models == [tested]
+    assert world.records.value(ref, "status") == "Issued"

@@ -288,7 +288,7 @@ def test_giving_up_never_runs_inside_the_time_reserve(
 
 
 def test_aws_clients_retry_in_botocores_standard_mode(queues: Queues) -> None:
-    assert sqs_client().meta.config.retries["mode"] == "standard"
+    assert sqs_client().meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
 
 
 def test_the_user_a_delete_webhook_names_is_logged_as_unverified(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lambdas.domain.membership import Memberships
 from lambdas.domain.ports import RecordRef
 from lambdas.domain.provisioning import KeyProvisioner, Outcome, ProvisioningConfig
 from lambdas.domain.reconciliation import Reconciler, ReconcilerConfig
@@ -14,6 +15,7 @@ from lambdas.domain.teams import LOCAL_TEAM_CATALOG, TeamCatalog
 from lambdas.domain.webhook_events import WorkItem
 from tests.unit.fakes import (
     CrashPoints,
+    FakeDirectory,
     FakeGateway,
     FakeKeyStore,
     FakeQueue,
@@ -36,6 +38,7 @@ class World:
         *,
         max_revoke_share: float = 0.2,
         mass_revoke_floor: int = 2,
+        test_model: str | None = None,
         port: Callable[[str, Any], Any] = lambda _name, fake: fake,
     ) -> None:
         """`port(name, fake)` is what the services get for each fake (the schedule explorer wraps
@@ -47,6 +50,9 @@ class World:
         self.key_store = FakeKeyStore(self.crashes)
         self.state_store = FakeStateStore()
         self.queue = FakeQueue()
+        # Not a scheduled port: the directory is only read, and nothing here changes it mid-schedule.
+        self.directory = FakeDirectory()
+        memberships = Memberships(self.directory)
         codes = FieldCodes()
         records, gateway = port("kintone", self.records), port("litellm", self.gateway)
         key_store, state_store = port("secrets", self.key_store), port("dynamodb", self.state_store)
@@ -64,9 +70,16 @@ class World:
             state_store,
             clock=lambda: self.now,
             rotations=key_store,
+            memberships=memberships,
         )
         self.rotator = KeyRotator(
-            RotationConfig(field_codes=codes, language="en", key_alias_prefix="kintone", grace_seconds=GRACE),
+            RotationConfig(
+                field_codes=codes,
+                language="en",
+                key_alias_prefix="kintone",
+                grace_seconds=GRACE,
+                test_model=test_model,
+            ),
             key_store,
             gateway,
             records,
@@ -81,12 +94,14 @@ class World:
                 full_sweep_seconds=600,
                 max_revoke_share=max_revoke_share,
                 mass_revoke_floor=mass_revoke_floor,
+                team_catalog=CATALOG,
             ),
             records,
             state_store,
             port("sqs", self.queue),
             gateway,
             clock=lambda: self.now,
+            memberships=memberships,
         )
 
     def advance(self, seconds: float) -> None:

@@ -270,6 +270,8 @@ class Explorer:
     def run(self, seed: int, scenario: Scenario, actors: tuple[Actor, ...]) -> tuple[World, Schedule]:
         world = World(port=lambda name, fake: _Port(self, name, fake))
         world.explorer = self  # type: ignore[attr-defined] - found by user actions
+        # The requester belongs to both teams, so that moving a key to research is a valid save.
+        world.directory.in_organization["taro"] = ["platform", "research"]
         _set_up(world, scenario)
         schedule = self.schedule = Schedule(seed, scenario, actors)
         for actor in actors:
