@@ -72,6 +72,7 @@ def test_alarms_cover_dead_letters_errors_age_and_throttles(environment: Synthes
         "OwnerCheckFailed",
         "KintoneDailyBudgetNearlySpent",
     }
+    expected.add("OwnerCheckFailed")
     for name in ("Webhook", "Worker", "Reconciler", "Rotator", "SpendSync", "Alerts"):
         expected |= {f"{name}Errors", f"{name}Throttles"}
     if environment.settings.gateway.create:

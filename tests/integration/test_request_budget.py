@@ -10,7 +10,7 @@ import pytest
 from lambdas.adapters.request_metrics import publish_kintone_requests
 from lambdas.adapters.wiring import request_tally
 from lambdas.domain.request_budget import kintone_day
-from local.runtime import invoke_spend_sync
+from local.runtime import INVOCATION_LOCK, invoke_spend_sync
 from tests.integration.conftest import APP_ID, LocalStack
 
 pytestmark = pytest.mark.integration
@@ -26,8 +26,9 @@ def emulator_count(stack: LocalStack, day: str) -> int:
 
 def test_the_pipelines_daily_count_agrees_with_kintones(local_stack: LocalStack) -> None:
     day = kintone_day(time.time())
-    publish_kintone_requests()  # whatever earlier tests left pending
-    pipeline_before, kintone_before = request_tally().total(APP_ID, day), emulator_count(local_stack, day)
+    with INVOCATION_LOCK:  # no invocation in flight: every request sent so far is in both counts
+        publish_kintone_requests()
+        pipeline_before, kintone_before = request_tally().total(APP_ID, day), emulator_count(local_stack, day)
 
     record_ids = [local_stack.save_record(key_name=f"budget {number}") for number in range(5)]
     for record_id in record_ids:

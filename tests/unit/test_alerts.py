@@ -16,6 +16,7 @@ CATALOG = {**LOCAL_TEAM_CATALOG, "research": {**LOCAL_TEAM_CATALOG["research"], 
 
 def setup(team: str = "platform") -> tuple[World, BudgetAlerts, FakeAlertClaims, str]:
     world = World()
+    world.directory.move("taro", ["platform", "research"])  # the requester may hold keys of either team
     ref = world.records.add(APP, kintone_record("3", team=team, models=["fake-gpt"]))
     assert world.converge(ref).outcome == Outcome.ISSUED
     claims = FakeAlertClaims()
