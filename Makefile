@@ -47,7 +47,7 @@ kintone-app: install
 ## Smoke test of a deployed environment from its stack outputs and secrets: `make smoke ENV=staging`
 ## (AWS credentials of the account); ENV=local runs it against `make up`'s stack.
 smoke: install
-	$(PY) -m ops.smoke --env $(ENV)
+	$(PY) -m ops.smoke --env $(ENV) $(if $(OWNER),--owner $(OWNER))
 
 ## Speed on the real local stack; the last line is JSON.
 bench: install

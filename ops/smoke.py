@@ -46,8 +46,10 @@ class SmokeTarget:
     status_field: str = "status"
     api_key_field: str = "api_key"
     message_field: str = "message"
-    # Headers the kintone in front of us needs besides the API token (the local emulator's user).
-    extra_kintone_headers: tuple[tuple[str, str], ...] = ()
+    # The record is saved with the API token (creator "Administrator", who may hold no key), so it
+    # names its owner: a kintone user who is an active member of `team`.
+    owner: str = ""
+    owner_field: str = "owner"
 
 
 @dataclass
@@ -102,10 +104,7 @@ class SmokeTest:
             raise SmokeError(f"{self._target.gateway_url}/health/liveliness answered {response.status_code}")
 
     def _kintone(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        headers = {
-            "X-Cybozu-API-Token": self._target.kintone_api_token,
-            **dict(self._target.extra_kintone_headers),
-        }
+        headers = {"X-Cybozu-API-Token": self._target.kintone_api_token}
         response = self._http.request(
             method, f"{self._target.kintone_base_url}{path}", headers=headers, **kwargs
         )
@@ -116,7 +115,12 @@ class SmokeTest:
         return response
 
     def _save_record(self) -> str:
-        record = {"key_name": {"value": SMOKE_KEY_NAME}, "team": {"value": self._target.team}}
+        record = {
+            "key_name": {"value": SMOKE_KEY_NAME},
+            "team": {"value": self._target.team},
+        }
+        if self._target.owner:
+            record[self._target.owner_field] = {"value": [{"code": self._target.owner}]}
         response = self._kintone(
             "POST", "/k/v1/record.json", json={"app": self._target.kintone_app_id, "record": record}
         )
@@ -208,7 +212,7 @@ class SmokeTest:
 # -- where the target comes from ------------------------------------------------------------------
 
 
-def local_target(team: str) -> SmokeTarget:
+def local_target(team: str, owner: str) -> SmokeTarget:
     values = {}
     env_file = REPO_ROOT / ".local" / "env"
     if not env_file.exists():
@@ -222,13 +226,11 @@ def local_target(team: str) -> SmokeTarget:
         kintone_app_id=values["KINTONE_APP_ID"],
         kintone_api_token=values["KINTONE_API_TOKEN"],
         team=team,
-        extra_kintone_headers=(("X-Emulator-User", "taro"),)
-        if values.get("KINTONE_IS_EMULATOR") == "true"
-        else (),
+        owner=owner,
     )
 
 
-def aws_target(environment: str, team: str) -> SmokeTarget:
+def aws_target(environment: str, team: str, owner: str) -> SmokeTarget:
     import boto3  # noqa: PLC0415 - only a deployed environment needs AWS
 
     cloudformation = boto3.client("cloudformation")
@@ -248,6 +250,7 @@ def aws_target(environment: str, team: str) -> SmokeTarget:
         kintone_app_id=provisioning["KintoneAppId"],
         kintone_api_token=token,
         team=team,
+        owner=owner,
     )
 
 
@@ -255,12 +258,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="an environment of cdk.json, or 'local'")
     parser.add_argument("--team", default="platform", help="the team of the test record (default: platform)")
+    parser.add_argument(
+        "--owner",
+        default="taro",
+        help="the kintone user who owns the test record, an active member of the team (default: taro, "
+        "a member of platform on the local stack)",
+    )
     arguments = parser.parse_args()
     try:
         target = (
-            local_target(arguments.team)
+            local_target(arguments.team, arguments.owner)
             if arguments.env == "local"
-            else aws_target(arguments.env, arguments.team)
+            else aws_target(arguments.env, arguments.team, arguments.owner)
         )
         report = SmokeTest(target).run()
     except (SmokeError, httpx.HTTPError) as error:

@@ -18,7 +18,7 @@ def target(stack: LocalStack, **overrides: object) -> SmokeTarget:
         "kintone_app_id": APP_ID,
         "kintone_api_token": stack.api_token,
         "team": "platform",
-        "extra_kintone_headers": (("X-Emulator-User", "taro"),),
+        "owner": "taro",  # a member of platform in the local directory
     }
     return SmokeTarget(**{**values, **overrides})
 

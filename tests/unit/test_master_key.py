@@ -12,7 +12,9 @@ from lambdas.handlers import master_key
 
 
 @pytest.fixture
-def secrets_client():
+def secrets_client(monkeypatch: pytest.MonkeyPatch):
+    # The integration tests point boto3 at the local moto server; these tests want moto in process.
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         yield boto3.client("secretsmanager", region_name="ap-northeast-1")
 
