@@ -30,6 +30,7 @@ import httpx
 
 from local import kintone_directory, stack
 from local.aws_resources import local_client
+from local.kintone_emulator.params import MAX_WAIT_SECONDS
 from local.kintone_emulator.request_counter import kintone_day
 
 APP_ID = "1"
@@ -341,6 +342,9 @@ def idle_requests_per_day() -> dict[str, float]:
     return {"full_sweep": full, "incremental": incremental, "spend_sync_idle": spend_idle, "per_day": per_day}
 
 
+CATCH_UP_LIMIT_SECONDS = 180.0
+
+
 def catch_up_seconds(settings: dict[str, str], count: int, spread_seconds: float) -> list[float]:
     """Records saved while kintone drops their webhooks, spread over `spread_seconds`; each one's
     time until it holds a key, which only the stack's scheduled reconciler can bring."""
@@ -360,12 +364,25 @@ def catch_up_seconds(settings: dict[str, str], count: int, spread_seconds: float
         kintone.post("/_emulator/config", json={"webhook_enabled": True}).raise_for_status()
     durations = []
     for record_id, saved_at in saved.items():
-        waited = kintone.get(
-            "/_emulator/records/wait",
-            params={"app": APP_ID, "id": record_id, "field": "api_key", "nonempty": "true", "timeout": 180},
-        ).json()
+        deadline = saved_at + CATCH_UP_LIMIT_SECONDS
+        waited: dict = {"matched": False}
+        while not waited["matched"] and time.time() < deadline:
+            # The emulator holds one wait for at most MAX_WAIT_SECONDS; ask again until the limit.
+            answer = kintone.get(
+                "/_emulator/records/wait",
+                params={
+                    "app": APP_ID,
+                    "id": record_id,
+                    "field": "api_key",
+                    "nonempty": "true",
+                    "timeout": min(MAX_WAIT_SECONDS, max(deadline - time.time(), 0)),
+                },
+            )
+            if answer.status_code not in (200, 408):
+                raise SystemExit(f"the emulator refused the wait for record {record_id}: {answer.text[:200]}")
+            waited = answer.json()
         if not waited["matched"]:
-            raise SystemExit(f"catch-up record {record_id} got no key within 180 s")
+            raise SystemExit(f"catch-up record {record_id} got no key within {CATCH_UP_LIMIT_SECONDS:.0f} s")
         durations.append(waited["matched_at"] - saved_at)
     return durations
 
