@@ -44,6 +44,30 @@ def ensure_moto_server(state_dir: Path) -> str:
     return endpoint
 
 
+def create_state_table(dynamodb, table_name: str) -> None:
+    """A table shaped as the state table of the CDK stack: records by `pk`, an index by status."""
+    dynamodb.create_table(
+        TableName=table_name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "status", "AttributeType": "S"},
+            {"AttributeName": "updated_at", "AttributeType": "N"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_status",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+
+
 @dataclass(frozen=True)
 class ProvisioningResources:
     queue_url: str
@@ -113,26 +137,7 @@ def create_provisioning_resources(
     table_name = f"{namespace}-state"
     # An earlier run of the same namespace created the table already.
     with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
-        dynamodb.create_table(
-            TableName=table_name,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "status", "AttributeType": "S"},
-                {"AttributeName": "updated_at", "AttributeType": "N"},
-            ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by_status",
-                    "KeySchema": [
-                        {"AttributeName": "status", "KeyType": "HASH"},
-                        {"AttributeName": "updated_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        )
+        create_state_table(dynamodb, table_name)
 
     secretsmanager = local_client("secretsmanager", endpoint)
     webhook_token = webhook_token or secrets.token_urlsafe(32)

@@ -1,7 +1,10 @@
 """`make bench`: the pipeline's speed on the real local stack, as ratios to a baseline from the same run.
 
-- raw_generate: LiteLLM's own `/key/generate`, called directly (the floor for issuing a key);
+- raw_generate: LiteLLM's own `/key/generate`, called directly (one of the calls of the floor);
 - time_to_key: a record saved in the kintone emulator → the record holds a key (checked to work);
+- by stage: each time-to-key record's stages from its worker's "record converged" log line
+  (`stages_ms`), against the floor: the same calls made raw from here in the same run, whose p50s
+  add up to the floor (`ttk_to_floor_ratio_p50` = time to key p50 / floor);
 - webhook: the webhook handler's own time per request, warm, in this process;
 - burst: many records saved at once with a share of injected kintone faults: every record must end
   with exactly one key; throughput is compared with raw `/key/generate` at the workers' concurrency,
@@ -17,19 +20,24 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 import httpx
 
+from lambdas.domain.webhook_events import WorkItem
 from local import kintone_directory, stack
-from local.aws_resources import local_client
+from local.aws_resources import create_state_table, local_client
+from local.bench_stages import WorkerLogReader, stage_figures, stage_table, wait_for_converged
 from local.kintone_emulator.params import MAX_WAIT_SECONDS
 from local.kintone_emulator.request_counter import kintone_day
 
@@ -68,11 +76,12 @@ def raw_generate_ms(base_url: str, master_key: str, count: int) -> list[float]:
     return durations
 
 
-def time_to_key_ms(settings: dict[str, str], count: int) -> list[float]:
+def time_to_key_ms(settings: dict[str, str], count: int) -> dict[str, float]:
+    """Milliseconds from kintone's webhook to the key in the record, by record id, warm workers only."""
     kintone = httpx.Client(base_url=settings["KINTONE_BASE_URL"], timeout=30)
     litellm = httpx.Client(base_url=settings["LITELLM_BASE_URL"], timeout=30)
     headers = kintone_directory.demo_user_headers(settings, "taro")  # as a member of team platform
-    durations = []
+    durations: dict[str, float] = {}
     for index in range(count + stack.WORKER_COUNT):
         record_id = kintone.post(
             "/k/v1/record.json",
@@ -103,8 +112,163 @@ def time_to_key_ms(settings: dict[str, str], count: int) -> list[float]:
         if chat.status_code != 200:
             raise SystemExit(f"record {record_id} holds a key that does not work ({chat.status_code})")
         if index >= stack.WORKER_COUNT:  # the first records meet cold workers, one each
-            durations.append((waited["matched_at"] - notification["sent_at"]) * 1000)
+            durations[record_id] = (waited["matched_at"] - notification["sent_at"]) * 1000
     return durations
+
+
+class _CallTimer:
+    """Milliseconds per named call; the first call of each name warms its connection and is left out,
+    as a warm worker's would be."""
+
+    def __init__(self) -> None:
+        self.durations: dict[str, list[float]] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        elapsed = (time.perf_counter() - started) * 1000
+        if name in self.durations:
+            self.durations[name].append(elapsed)
+        else:
+            self.durations[name] = []
+
+
+def floor_call_ms(settings: dict[str, str], record_ids: list[str], count: int) -> dict[str, list[float]]:
+    """The calls on the path to a key, made raw from here in the worker's order, `count` times each
+    (after one to warm up): the SQS hop, the record read, the membership check of a team member
+    (cybozu users.json, then user/organizations.json: what `Memberships.standing` asks for a team of
+    organizations without sub-organizations, as the local team `platform`), CreateSecret, the
+    write-back of one field with the bulk API, and the ISSUING and ISSUED state writes. LiteLLM's
+    `/key/generate` is `raw_generate_ms`. Scratch secrets, queue and table are deleted afterwards."""
+    run = uuid.uuid4().hex[:8]
+    endpoint = settings["AWS_ENDPOINT_URL"]
+    sqs = local_client("sqs", endpoint)
+    secretsmanager = local_client("secretsmanager", endpoint)
+    dynamodb = local_client("dynamodb", endpoint)
+    queue_url = sqs.create_queue(QueueName=f"bench-floor-{run}.fifo", Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    table_name = f"bench-floor-{run}"
+    create_state_table(dynamodb, table_name)
+    kintone = httpx.Client(
+        base_url=settings["KINTONE_BASE_URL"],
+        headers={"X-Cybozu-API-Token": settings["KINTONE_API_TOKEN"]},
+        timeout=30,
+    )
+    # The User API is served at the kintone domain, as cybozu.com serves it.
+    directory = httpx.Client(
+        base_url=settings["KINTONE_BASE_URL"],
+        headers={"Authorization": f"Bearer {settings['CYBOZU_USER_API_TOKEN']}"},
+        timeout=30,
+    )
+    timed = _CallTimer()
+    secret_names = []
+    try:
+        for index in range(count + 1):
+            record_id = record_ids[index % len(record_ids)]
+            with timed("sqs_send_message"):
+                sqs.send_message(
+                    QueueUrl=queue_url,
+                    MessageBody=WorkItem(
+                        app_id=APP_ID, record_id=record_id, trigger="ADD_RECORD", received_at=time.time()
+                    ).model_dump_json(),
+                    MessageGroupId=f"{APP_ID}:{record_id}",
+                    MessageDeduplicationId=f"{run}-{index}",
+                )
+            with timed("sqs_receive_message"):
+                received = _receive_one(sqs, queue_url)
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=received["ReceiptHandle"])
+            with timed("kintone_get_record"):
+                read = kintone.get("/k/v1/record.json", params={"app": APP_ID, "id": record_id})
+            record = _ok(read)["record"]
+            with timed("cybozu_users"):
+                _ok(directory.get("/v1/users.json", params={"codes[0]": FLOOR_OWNER}))
+            with timed("cybozu_user_organizations"):
+                _ok(directory.get("/v1/user/organizations.json", params={"code": FLOOR_OWNER}))
+            with timed("dynamodb_put_item_issuing"):
+                dynamodb.put_item(
+                    TableName=table_name,
+                    Item=_scratch_state(run, index, "ISSUING"),
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            name = f"bench-floor/{run}/record-{index}"
+            with timed("secretsmanager_create_secret"):
+                secretsmanager.create_secret(
+                    Name=name,
+                    Description=f"bench floor: kintone app {APP_ID} record {record_id}",
+                    SecretString=json.dumps({"api_key": f"sk-bench-{uuid.uuid4().hex}"}),
+                    Tags=[
+                        {"Key": "kintone:app", "Value": APP_ID},
+                        {"Key": "kintone:record", "Value": record_id},
+                        {"Key": "kintone:requested-by", "Value": FLOOR_OWNER},
+                        {"Key": "litellm:team", "Value": "platform"},
+                        {"Key": "litellm:key-alias", "Value": f"bench-floor-{run}-{index}"},
+                    ],
+                )
+            secret_names.append(name)
+            # The value the record holds already: the bench's records keep what the pipeline wrote.
+            values = {"message": {"value": record["message"]["value"]}}
+            with timed("kintone_put_records"):
+                _ok(
+                    kintone.put(
+                        "/k/v1/records.json",
+                        json={"app": APP_ID, "records": [{"id": record_id, "record": values}]},
+                    )
+                )
+            with timed("dynamodb_put_item_issued"):
+                dynamodb.put_item(
+                    TableName=table_name,
+                    Item=_scratch_state(run, index, "ISSUED", version=2),
+                    ConditionExpression="version = :read",
+                    ExpressionAttributeValues={":read": {"N": "1"}},
+                )
+    finally:
+        for name in secret_names:
+            secretsmanager.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        sqs.delete_queue(QueueUrl=queue_url)
+        dynamodb.delete_table(TableName=table_name)
+    return timed.durations
+
+
+FLOOR_OWNER = "taro"  # the owner of the time-to-key records, a member of team platform
+
+
+def _ok(response: httpx.Response) -> Any:
+    if not response.is_success:
+        request = response.request
+        raise SystemExit(f"{request.method} {request.url.path} answered {response.status_code}")
+    return response.json()
+
+
+def _receive_one(sqs: Any, queue_url: str) -> dict[str, Any]:
+    """The message just sent; a receive that comes back empty is asked again, as a poller would."""
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        if messages.get("Messages"):
+            return messages["Messages"][0]
+
+
+def _scratch_state(run: str, index: int, status: str, version: int = 1) -> dict[str, Any]:
+    """A state item the size of the worker's, in DynamoDB's wire format."""
+    return {
+        "pk": {"S": f"app#{APP_ID}#record#bench-{run}-{index}"},
+        "app_id": {"S": APP_ID},
+        "record_id": {"S": str(index + 1)},
+        "status": {"S": status},
+        "key_alias": {"S": f"kintone-{APP_ID}-{index + 1}"},
+        "key_hash": {"S": uuid.uuid4().hex * 2},
+        "secret_id": {"S": f"arn:aws:secretsmanager:ap-northeast-1:000000000000:secret:bench-{run}-{index}"},
+        "team": {"S": "platform"},
+        "models": {"L": [{"S": "fake-gpt"}, {"S": "other-model"}]},
+        "key_name": {"S": f"bench {index}"},
+        "requested_by": {"S": FLOOR_OWNER},
+        "owner": {"S": FLOOR_OWNER},
+        "record_revision": {"N": "2"},
+        "message": {"S": "bench"},
+        "updated_at": {"N": f"{time.time():.6f}"},
+        "version": {"N": str(version)},
+    }
 
 
 def webhook_handler_ms(count: int) -> list[float]:
@@ -387,51 +551,41 @@ def catch_up_seconds(settings: dict[str, str], count: int, spread_seconds: float
     return durations
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=100)
-    parser.add_argument("--burst", type=int, default=1000)
-    parser.add_argument("--fault-share", type=float, default=0.05)
-    parser.add_argument("--catch-up", type=int, default=10, help="records with dropped webhooks")
-    arguments = parser.parse_args()
-    settings = stack.up()
-    if settings["KINTONE_IS_EMULATOR"] != "true":
-        raise SystemExit("the benchmark needs the kintone emulator (unset KINTONE_BASE_URL)")
-
-    raw = raw_generate_ms(settings["LITELLM_BASE_URL"], settings["LITELLM_MASTER_KEY"], arguments.records)
-    # kintone sends at most 60 webhooks a minute and the emulator drops the rest as kintone does;
-    # latency is measured here, so the cap is lifted for the run (the reconciler covers drops).
-    emulator_config = f"{settings['KINTONE_BASE_URL']}/_emulator/config"
-    cap = httpx.get(emulator_config, timeout=10).json()["webhook_rate_per_minute"]
-    httpx.post(emulator_config, json={"webhook_rate_per_minute": 1_000_000}, timeout=10).raise_for_status()
-    try:
-        to_key = time_to_key_ms(settings, arguments.records)
-        burst_figures = burst(settings, arguments.burst, arguments.fault_share) if arguments.burst else {}
-        queue_ceiling = (
-            stand_in_queue_throughput(settings["AWS_ENDPOINT_URL"], arguments.burst, stack.WORKER_COUNT)
-            if arguments.burst
-            else 0.0
+def collect_figures(
+    *,
+    raw: list[float],
+    to_key: list[float],
+    stages: dict[str, Any],
+    webhook: list[float],
+    idle: dict[str, float],
+    catch_up: list[float],
+    burst_figures: dict[str, float],
+    raw_throughput: float,
+    queue_ceiling: float,
+) -> dict[str, Any]:
+    """The last JSON line: the figures of each part that ran (`stages` as `stage_figures`)."""
+    figures: dict[str, Any] = {}
+    if to_key:
+        figures.update(
+            {
+                "time_to_key_p50_ms": round(statistics.median(to_key), 1),
+                "time_to_key_p99_ms": round(percentile(to_key, 0.99), 1),
+                "raw_generate_p50_ms": round(statistics.median(raw), 1),
+                "ratio_p50": round(statistics.median(to_key) / statistics.median(raw), 2),
+                "records": len(to_key),
+                **stages,
+            }
         )
-    finally:
-        httpx.post(emulator_config, json={"webhook_rate_per_minute": cap}, timeout=10).raise_for_status()
-    catch_up = catch_up_seconds(settings, arguments.catch_up, 60.0) if arguments.catch_up else []
-    idle = idle_requests_per_day()
-    webhook = webhook_handler_ms(500)
-    raw_throughput = raw_generate_throughput(
-        settings["LITELLM_BASE_URL"], settings["LITELLM_MASTER_KEY"], 200, stack.WORKER_COUNT
-    )
-
-    figures = {
-        "time_to_key_p50_ms": round(statistics.median(to_key), 1),
-        "time_to_key_p99_ms": round(percentile(to_key, 0.99), 1),
-        "raw_generate_p50_ms": round(statistics.median(raw), 1),
-        "ratio_p50": round(statistics.median(to_key) / statistics.median(raw), 2),
-        "webhook_p99_ms": round(percentile(webhook, 0.99), 2),
-        "records": len(to_key),
-        "kintone_requests_per_day_idle": idle["per_day"],
-        "kintone_requests_full_sweep": idle["full_sweep"],
-        "kintone_requests_incremental_run": idle["incremental"],
-    }
+    if webhook:
+        figures["webhook_p99_ms"] = round(percentile(webhook, 0.99), 2)
+    if idle:
+        figures.update(
+            {
+                "kintone_requests_per_day_idle": idle["per_day"],
+                "kintone_requests_full_sweep": idle["full_sweep"],
+                "kintone_requests_incremental_run": idle["incremental"],
+            }
+        )
     if catch_up:
         figures["catch_up_p99_s"] = round(percentile(catch_up, 0.99), 1)
     if burst_figures:
@@ -449,13 +603,30 @@ def main() -> None:
                 "kintone_requests_per_key_burst": round(burst_figures["kintone_requests_per_key"], 2),
             }
         )
-    print(f"raw /key/generate:  p50 {figures['raw_generate_p50_ms']} ms  p99 {percentile(raw, 0.99):.1f} ms")
-    print(
-        f"time to key:        p50 {figures['time_to_key_p50_ms']} ms  p99 {figures['time_to_key_p99_ms']} ms"
-    )
-    print(f"ratio p50:          {figures['ratio_p50']} (target ≤ 3)")
-    print(f"webhook handler:    p50 {statistics.median(webhook):.2f} ms  p99 {figures['webhook_p99_ms']} ms")
-    if burst_figures:
+    return figures
+
+
+def print_report(figures: dict[str, Any], raw: list[float], webhook: list[float]) -> None:
+    if "time_to_key_p50_ms" in figures:
+        print(
+            f"raw /key/generate:  p50 {figures['raw_generate_p50_ms']} ms  p99 {percentile(raw, 0.99):.1f} ms"
+        )
+        print(
+            f"time to key:        p50 {figures['time_to_key_p50_ms']} ms"
+            f"  p99 {figures['time_to_key_p99_ms']} ms (targets ≤ 150, ≤ 500)"
+        )
+        print(f"ratio p50:          {figures['ratio_p50']} (target ≤ 3)")
+        if "stages_records" in figures:
+            print(f"by stage (worker logs of {figures['stages_records']} of {figures['records']} records):")
+        if "floor_ms" in figures:
+            for line in stage_table(figures, figures["time_to_key_p50_ms"]):
+                print(f"  {line}")
+    if webhook:
+        print(
+            f"webhook handler:    p50 {statistics.median(webhook):.2f} ms"
+            f"  p99 {figures['webhook_p99_ms']} ms (target ≤ 20)"
+        )
+    if "burst_records" in figures:
         print(
             f"burst:              {figures['burst_records']} records,"
             f" {figures['burst_injected_faults']} faults,"
@@ -467,16 +638,98 @@ def main() -> None:
             f"                    moto's FIFO queue alone moves {figures['stand_in_queue_per_second']} msgs/s"
             f" at that burst size: ratio to the local ceiling {figures['burst_ratio_to_local_ceiling']}"
         )
-    print(
-        f"kintone requests:   idle day {figures['kintone_requests_per_day_idle']} (target ≤ 1,500;"
-        f" full sweep {figures['kintone_requests_full_sweep']},"
-        f" incremental run {figures['kintone_requests_incremental_run']})"
-    )
-    if burst_figures:
+    if "kintone_requests_per_day_idle" in figures:
+        print(
+            f"kintone requests:   idle day {figures['kintone_requests_per_day_idle']} (target ≤ 1,500;"
+            f" full sweep {figures['kintone_requests_full_sweep']},"
+            f" incremental run {figures['kintone_requests_incremental_run']})"
+        )
+    if "kintone_requests_per_key_burst" in figures:
         print(f"{'':20}per key in the burst {figures['kintone_requests_per_key_burst']} (target ≤ 0.5)")
-    if catch_up:
+    if "catch_up_p99_s" in figures:
         print(f"catch-up:           p99 {figures['catch_up_p99_s']} s for dropped webhooks (target ≤ 120)")
     print(json.dumps(figures))
+
+
+# A worker logs "record converged" after its last call on the record, a little after the key.
+CONVERGED_LINE_WAIT_SECONDS = 15.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--records", type=int, default=100, help="time-to-key records; 0 leaves out time to key and its floor"
+    )
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time to key by stage and the raw calls of its floor",
+    )
+    parser.add_argument("--burst", type=int, default=1000, help="0 leaves out the burst")
+    parser.add_argument("--fault-share", type=float, default=0.05)
+    parser.add_argument("--catch-up", type=int, default=10, help="records with dropped webhooks; 0: none")
+    parser.add_argument(
+        "--idle", action=argparse.BooleanOptionalAction, default=True, help="the idle day's kintone requests"
+    )
+    parser.add_argument("--webhook-requests", type=int, default=500, help="0 leaves out the webhook handler")
+    arguments = parser.parse_args()
+    settings = stack.up()
+    if settings["KINTONE_IS_EMULATOR"] != "true":
+        raise SystemExit("the benchmark needs the kintone emulator (unset KINTONE_BASE_URL)")
+    worker_logs = WorkerLogReader(stack.STATE_DIR)  # what the workers log from here on
+
+    raw = (
+        raw_generate_ms(settings["LITELLM_BASE_URL"], settings["LITELLM_MASTER_KEY"], arguments.records)
+        if arguments.records
+        else []
+    )
+    # kintone sends at most 60 webhooks a minute and the emulator drops the rest as kintone does;
+    # latency is measured here, so the cap is lifted for the run (the reconciler covers drops).
+    emulator_config = f"{settings['KINTONE_BASE_URL']}/_emulator/config"
+    cap = httpx.get(emulator_config, timeout=10).json()["webhook_rate_per_minute"]
+    httpx.post(emulator_config, json={"webhook_rate_per_minute": 1_000_000}, timeout=10).raise_for_status()
+    try:
+        to_key = time_to_key_ms(settings, arguments.records) if arguments.records else {}
+        stages: dict[str, Any] = {}
+        if to_key and arguments.floor:
+            by_group = {f"{APP_ID}:{record_id}": ms for record_id, ms in to_key.items()}
+            converged = wait_for_converged(worker_logs, by_group, CONVERGED_LINE_WAIT_SECONDS)
+            floor_calls = floor_call_ms(settings, list(to_key), arguments.records)
+            floor_p50s = {call: statistics.median(durations) for call, durations in floor_calls.items()}
+            floor_p50s["litellm_key_generate"] = statistics.median(raw)
+            stages = stage_figures(by_group, converged, floor_p50s)
+        burst_figures = burst(settings, arguments.burst, arguments.fault_share) if arguments.burst else {}
+        queue_ceiling = (
+            stand_in_queue_throughput(settings["AWS_ENDPOINT_URL"], arguments.burst, stack.WORKER_COUNT)
+            if arguments.burst
+            else 0.0
+        )
+    finally:
+        httpx.post(emulator_config, json={"webhook_rate_per_minute": cap}, timeout=10).raise_for_status()
+    catch_up = catch_up_seconds(settings, arguments.catch_up, 60.0) if arguments.catch_up else []
+    idle = idle_requests_per_day() if arguments.idle else {}
+    webhook = webhook_handler_ms(arguments.webhook_requests) if arguments.webhook_requests else []
+    raw_throughput = (
+        raw_generate_throughput(
+            settings["LITELLM_BASE_URL"], settings["LITELLM_MASTER_KEY"], 200, stack.WORKER_COUNT
+        )
+        if arguments.burst
+        else 0.0
+    )
+
+    figures = collect_figures(
+        raw=raw,
+        to_key=list(to_key.values()),
+        stages=stages,
+        webhook=webhook,
+        idle=idle,
+        catch_up=catch_up,
+        burst_figures=burst_figures,
+        raw_throughput=raw_throughput,
+        queue_ceiling=queue_ceiling,
+    )
+    print_report(figures, raw, webhook)
 
 
 if __name__ == "__main__":
