@@ -473,7 +473,7 @@ def idle_requests_per_day() -> dict[str, float]:
     """One incremental run, one full sweep and one idle spend sync, run here on the stack's settings
     and counted by the pipeline's own meter; a day has one run a minute, a full sweep each hour and
     a spend sync every `spend_sync_minutes` (the CDK defaults)."""
-    from lambdas.adapters import wiring  # noqa: PLC0415 - import after the environment is set
+    from lambdas.adapters import request_metrics, wiring  # noqa: PLC0415 - after the environment is set
     from local.runtime import invoke_reconciler, invoke_spend_sync  # noqa: PLC0415 - likewise
     from stacks.config import EnvironmentSettings  # noqa: PLC0415 - only the defaults are read
 
@@ -483,9 +483,15 @@ def idle_requests_per_day() -> dict[str, float]:
         os.environ["RECONCILE_FULL_SWEEP_SECONDS"] = full_sweep_seconds
         wiring.reset_caches()
         wiring.REQUEST_METER.publish(_Tally())  # forget what came before
-        run()
         tally = _Tally()
-        wiring.REQUEST_METER.publish(tally)
+        # The handler publishes its own count when it ends: into this tally, not the stack's.
+        original = request_metrics.request_tally
+        request_metrics.request_tally = lambda: tally
+        try:
+            run()
+        finally:
+            request_metrics.request_tally = original
+        wiring.REQUEST_METER.publish(tally)  # anything the handler left unpublished
         return tally.total
 
     invoke_spend_sync()  # write whatever changed, so the measured run is an idle one
