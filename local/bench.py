@@ -27,7 +27,7 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -469,30 +469,37 @@ class _Tally:
         return self.total
 
 
+def kintone_requests_of(run: Callable[[], object]) -> int:
+    """The kintone requests `run` makes in this process, counted by the pipeline's own meter. A
+    handler publishes its count when it ends: here into a tally of the bench's, not the stack's."""
+    from lambdas.adapters import request_metrics, wiring  # noqa: PLC0415 - after the environment is set
+
+    wiring.REQUEST_METER.publish(_Tally())  # forget what came before
+    tally = _Tally()
+    stack_tally = request_metrics.request_tally
+    request_metrics.request_tally = lambda: tally
+    try:
+        run()
+    finally:
+        request_metrics.request_tally = stack_tally
+    wiring.REQUEST_METER.publish(tally)  # anything a run left unpublished
+    return tally.total
+
+
 def idle_requests_per_day() -> dict[str, float]:
     """One incremental run, one full sweep and one idle spend sync, run here on the stack's settings
     and counted by the pipeline's own meter; a day has one run a minute, a full sweep each hour and
     a spend sync every `spend_sync_minutes` (the CDK defaults)."""
-    from lambdas.adapters import request_metrics, wiring  # noqa: PLC0415 - after the environment is set
+    from lambdas.adapters import wiring  # noqa: PLC0415 - import after the environment is set
     from local.runtime import invoke_reconciler, invoke_spend_sync  # noqa: PLC0415 - likewise
     from stacks.config import EnvironmentSettings  # noqa: PLC0415 - only the defaults are read
 
     os.environ.update(json.loads((stack.STATE_DIR / "functions.json").read_text()))
 
-    def requests_of(run, full_sweep_seconds: str) -> int:
+    def requests_of(run: Callable[[], object], full_sweep_seconds: str) -> int:
         os.environ["RECONCILE_FULL_SWEEP_SECONDS"] = full_sweep_seconds
         wiring.reset_caches()
-        wiring.REQUEST_METER.publish(_Tally())  # forget what came before
-        tally = _Tally()
-        # The handler publishes its own count when it ends: into this tally, not the stack's.
-        original = request_metrics.request_tally
-        request_metrics.request_tally = lambda: tally
-        try:
-            run()
-        finally:
-            request_metrics.request_tally = original
-        wiring.REQUEST_METER.publish(tally)  # anything the handler left unpublished
-        return tally.total
+        return kintone_requests_of(run)
 
     invoke_spend_sync()  # write whatever changed, so the measured run is an idle one
     full = requests_of(invoke_reconciler, "0")

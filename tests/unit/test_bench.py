@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from local.bench import collect_figures, percentile
+from lambdas.adapters import request_metrics, wiring
+from lambdas.adapters.observability import metrics
+from local.bench import collect_figures, kintone_requests_of, percentile
 from local.bench_stages import (
     FLOOR_CALLS,
     NOT_COVERED,
@@ -339,3 +341,23 @@ def test_parts_switched_off_leave_their_figures_out() -> None:
         "ratio_p50",
         "records",
     }
+
+
+# -- the idle day's kintone requests -----------------------------------------------------------
+
+
+def test_a_runs_kintone_requests_are_counted_though_its_handler_publishes_them() -> None:
+    wiring.REQUEST_METER.record("1")  # before the run: not the run's
+    stack_tally = request_metrics.request_tally
+
+    def handler_run() -> None:
+        for _ in range(3):
+            wiring.REQUEST_METER.record("1")
+        request_metrics.publish_kintone_requests()  # as counts_kintone_requests does at the end
+        wiring.REQUEST_METER.record("1")  # after its publish: still the run's
+
+    try:
+        assert kintone_requests_of(handler_run) == 4
+        assert request_metrics.request_tally is stack_tally
+    finally:
+        metrics.clear_metrics()  # the publish's metrics belong to no handler's invocation
