@@ -157,7 +157,21 @@ class Schedule:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.resume()
         self._thread.join(timeout=5)
+
+    def pause(self, timeout: float = 30.0) -> None:
+        """Stop taking messages, once the batch in hand (if any) is handled: messages pile up in the
+        queue, as they do when records arrive faster than the workers take them."""
+        with self._enabled_changed:
+            self._enabled = False
+            if not self._enabled_changed.wait_for(lambda: not self._busy, timeout):
+                raise TimeoutError("the worker did not finish its batch")
+
+    def resume(self) -> None:
+        with self._enabled_changed:
+            self._enabled = True
+            self._enabled_changed.notify_all()
 
     def _run(self) -> None:
         while not self._stopping.wait(self._interval_seconds):
@@ -379,6 +393,10 @@ class QueuePoller:
         self._function_name = function_name
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="poller", daemon=True)
+        # pause()/resume(): as disabling and enabling the event source mapping does.
+        self._enabled = True
+        self._busy = False
+        self._enabled_changed = threading.Condition()
         # Tests wait on this instead of sleeping: how many messages the worker has handled so far.
         self._handled = 0
         self._handled_by_group: collections.Counter[str] = collections.Counter()
@@ -390,7 +408,21 @@ class QueuePoller:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.resume()
         self._thread.join(timeout=5)
+
+    def pause(self, timeout: float = 30.0) -> None:
+        """Stop taking messages, once the batch in hand (if any) is handled: messages pile up in the
+        queue, as they do when records arrive faster than the workers take them."""
+        with self._enabled_changed:
+            self._enabled = False
+            if not self._enabled_changed.wait_for(lambda: not self._busy, timeout):
+                raise TimeoutError("the worker did not finish its batch")
+
+    def resume(self) -> None:
+        with self._enabled_changed:
+            self._enabled = True
+            self._enabled_changed.notify_all()
 
     @property
     def handled(self) -> int:
@@ -413,6 +445,9 @@ class QueuePoller:
 
     def _poll(self) -> None:
         while not self._stopping.is_set():
+            with self._enabled_changed:
+                self._enabled_changed.wait_for(lambda: self._enabled)
+                self._busy = True
             try:
                 messages = self._sqs.receive_message(
                     QueueUrl=self._queue_url,
@@ -424,6 +459,10 @@ class QueuePoller:
                     self._invoke(messages)
             except Exception:  # a poller must outlive any one failure, as Lambda's does
                 LOG.exception("poller iteration failed")
+            finally:
+                with self._enabled_changed:
+                    self._busy = False
+                    self._enabled_changed.notify_all()
 
     def _invoke(self, messages: list[dict[str, Any]]) -> None:
         event = sqs_event(messages, self._queue_arn)

@@ -21,9 +21,11 @@ from lambdas.adapters.dynamodb_state_store import (
 )
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.adapters.litellm_keys import LiteLLMKeyGateway
+from lambdas.adapters.record_batch import RecordBatch
 from lambdas.adapters.retries import AWS_CLIENT_CONFIG
 from lambdas.adapters.secrets_key_store import SecretsManagerKeyStore
 from lambdas.adapters.sqs_work_queue import SqsWorkQueue
+from lambdas.adapters.stage_timing import TimedPort
 from lambdas.domain.alerts import AlertConfig, BudgetAlerts
 from lambdas.domain.membership import Memberships
 from lambdas.domain.ports import RotationRequester
@@ -126,6 +128,11 @@ def kintone_records() -> KintoneRecords:
 
 
 @cache
+def record_batch() -> RecordBatch:
+    return RecordBatch(kintone_records())
+
+
+@cache
 def request_tally() -> DynamoDBRequestTally:
     return DynamoDBRequestTally(_state_table())
 
@@ -156,6 +163,7 @@ def memberships() -> Memberships:
 
 @cache
 def provisioner() -> KeyProvisioner:
+    """The worker's: kintone through the invocation's record batch, each port timed by stage."""
     settings = load_settings()
     return KeyProvisioner(
         ProvisioningConfig(
@@ -165,12 +173,16 @@ def provisioner() -> KeyProvisioner:
             key_alias_prefix=settings.key_alias_prefix,
             kintone_base_url=settings.kintone_base_url,
         ),
-        records=kintone_records(),
-        gateway=litellm_gateway(),
-        key_store=key_store(),
-        state_store=state_store(),
-        rotations=rotation_requester(),
-        memberships=memberships(),
+        records=TimedPort(
+            record_batch(),
+            "kintone_read",
+            {"write_fields": "write_back", "add_comment": "comment"},
+        ),
+        gateway=TimedPort(litellm_gateway(), "litellm"),
+        key_store=TimedPort(key_store(), "secret"),
+        state_store=TimedPort(state_store(), "state"),
+        rotations=TimedPort(rotation_requester(), "secret"),
+        memberships=TimedPort(memberships(), "directory"),
     )
 
 
@@ -266,6 +278,7 @@ def reset_caches() -> None:
     for builder in (
         key_store,
         kintone_records,
+        record_batch,
         litellm_gateway,
         memberships,
         state_store,

@@ -1,5 +1,8 @@
 """SQS FIFO batch → converge each record. Partial-batch failures go back to the queue.
 
+The batch's records are read from kintone with one query and their write-backs sent as one bulk
+update (`RecordBatch`); each record's messages are handled in order, a record at a time.
+
 What becomes of each message of a batch:
 - converged: deleted (reported as a success);
 - failed, attempts left: reported as a failure, and made visible again after a backoff with jitter
@@ -14,6 +17,7 @@ The same goes for giving up when too little time is left for it: it is left for 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -25,12 +29,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from lambdas.adapters.observability import logger, metrics, tracer
 from lambdas.adapters.request_metrics import counts_kintone_requests
 from lambdas.adapters.retries import set_invocation_deadline
 from lambdas.adapters.sqs_work_queue import SqsWorkQueue
-from lambdas.adapters.wiring import provisioner, sqs_client
+from lambdas.adapters.stage_timing import stage_report, timing_stages
+from lambdas.adapters.wiring import provisioner, record_batch, sqs_client
+from lambdas.domain.ports import RecordRef
 from lambdas.domain.provisioning import Outcome
 from lambdas.domain.redaction import redact
 from lambdas.domain.settings import MAX_RECEIVE_COUNT, load_settings
@@ -43,12 +50,6 @@ TIME_RESERVE_MS = 15_000
 # Kept free of retries for what follows a failure: telling the record, re-queueing, parking.
 GIVE_UP_RESERVE_MS = 10_000
 UNSIGNED_WEBHOOK = "unsigned kintone webhook, not verified"
-
-# A FIFO batch holds several message groups (records); one record's failure must not hold back others.
-processor = SqsFifoPartialProcessor(skip_group_on_error=True)
-# A batch whose records all failed is reported like any partial failure rather than raised: SQS
-# retries the same messages either way, and an expected retry is not a function error.
-processor.raise_on_entire_batch_failure = False
 
 _OUTCOME_METRICS = {
     Outcome.ISSUED: "KeysIssued",
@@ -100,8 +101,10 @@ def converge_record(record: SQSRecord, lambda_context: LambdaContext | None = No
     if _millis_left(lambda_context) < TIME_RESERVE_MS:
         _decisions[record.message_id] = Requeue(item.model_copy(update={"attempts": attempt - 1}))
         raise NotAttemptedError("too little time left in this invocation")
+    started = time.time()
     try:
-        result = provisioner().converge(item)
+        with timing_stages() as stages:
+            result = provisioner().converge(item)
     except Exception as error:  # any failure: retried later; the last attempt tells the record why
         metrics.add_metric(name="ProcessingErrors", unit=MetricUnit.Count, value=1)
         reason = redact(str(error))[:500]
@@ -128,6 +131,11 @@ def converge_record(record: SQSRecord, lambda_context: LambdaContext | None = No
             "requested_by": result.requested_by,
             "receive_count": receive_count,
             "attempt": attempt,
+            "stages_ms": stage_report(
+                stages,
+                queue_wait_ms=(started - item.received_at) * 1000,
+                total_ms=(time.time() - started) * 1000,
+            ),
             **_reported_actor(item),
         },
     )
@@ -242,7 +250,35 @@ def handler(event: dict, context: LambdaContext) -> dict:
     _decisions.clear()
     # Retries inside the invocation stop early enough to leave time for what follows a failure.
     set_invocation_deadline((context.get_remaining_time_in_millis() - GIVE_UP_RESERVE_MS) / 1000)
-    response = process_partial_response(
-        event=event, record_handler=converge_record, processor=processor, context=context
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for raw in event["Records"]:
+        groups.setdefault(SQSRecord(raw).attributes.message_group_id or "", []).append(raw)
+    responses = record_batch().run(
+        _refs(event["Records"]),
+        [functools.partial(_converge_group, group, context) for group in groups.values()],
     )
-    return _settle(event, response)
+    failures = [failure for response in responses for failure in response["batchItemFailures"]]
+    return _settle(event, {"batchItemFailures": failures})
+
+
+def _converge_group(records: list[dict[str, Any]], context: LambdaContext) -> dict[str, Any]:
+    """One record's messages, in order: after a failure the rest are held back, as FIFO requires."""
+    processor = SqsFifoPartialProcessor()
+    # A group whose messages all failed is reported like any partial failure rather than raised:
+    # SQS retries the same messages either way, and an expected retry is not a function error.
+    processor.raise_on_entire_batch_failure = False
+    return process_partial_response(
+        event={"Records": records}, record_handler=converge_record, processor=processor, context=context
+    )
+
+
+def _refs(records: list[dict[str, Any]]) -> list[RecordRef]:
+    """The records the batch's messages name; a malformed message fails on its own when handled."""
+    refs = []
+    for raw in records:
+        try:
+            item = WorkItem.model_validate_json(raw["body"])
+        except ValidationError:
+            continue
+        refs.append(RecordRef(app_id=item.app_id, record_id=item.record_id))
+    return refs

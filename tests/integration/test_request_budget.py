@@ -16,12 +16,20 @@ from tests.integration.conftest import APP_ID, LocalStack
 pytestmark = pytest.mark.integration
 
 
-def emulator_count(stack: LocalStack, day: str) -> int:
-    """What kintone (the emulator) counted for the app that day, less the test's own record saves:
-    the pipeline never adds a record."""
+SAVE = "POST /k/v1/record.json"
+COMMENT = "POST /k/v1/record/comment.json"
+
+
+def emulator_requests_by_api(stack: LocalStack, day: str) -> dict[str, int]:
+    """What kintone (the emulator) counted for the app that day, per API."""
     counts = httpx.get(f"{stack.kintone_url}/_emulator/requests", timeout=10).json()
-    by_api = counts["apps"].get(APP_ID, {}).get(day, {}).get("by_api", {})
-    return sum(count for api, count in by_api.items() if api != "POST /k/v1/record.json")
+    return counts["apps"].get(APP_ID, {}).get(day, {}).get("by_api", {})
+
+
+def emulator_count(stack: LocalStack, day: str) -> int:
+    """What kintone counted for the app that day, less the test's own record saves: the pipeline
+    never adds a record."""
+    return sum(count for api, count in emulator_requests_by_api(stack, day).items() if api != SAVE)
 
 
 def test_the_pipelines_daily_count_agrees_with_kintones(local_stack: LocalStack) -> None:
@@ -43,3 +51,28 @@ def test_the_pipelines_daily_count_agrees_with_kintones(local_stack: LocalStack)
     assert day == kintone_day(time.time()), "the test ran across 9:00 JST; run it again"
     assert pipeline == kintone
     assert pipeline >= len(record_ids)  # each record was read at least once
+
+
+def test_a_burst_of_records_costs_at_most_half_a_kintone_request_per_key(local_stack: LocalStack) -> None:
+    """Records arriving faster than the workers take them: each batch is read with one query and
+    written back with one bulk update, so a burst costs far less than a read and a write per key."""
+    burst = 30
+    day = kintone_day(time.time())
+    before = emulator_requests_by_api(local_stack, day)
+    local_stack.runtime.poller.pause()
+    try:
+        record_ids = [local_stack.save_record(key_name=f"burst {number}") for number in range(burst)]
+        local_stack.emulator.wait_for_webhooks(len(local_stack.emulator.webhook_log()))
+    finally:
+        local_stack.runtime.poller.resume()
+    for record_id in record_ids:
+        record = local_stack.wait_for_status(record_id, "Issued")
+        assert len(local_stack.keys_under_alias(record_id)) == 1
+        assert local_stack.chat_status(record["api_key"]["value"]) == 200
+    after = emulator_requests_by_api(local_stack, day)
+
+    sent = {api: count - before.get(api, 0) for api, count in after.items() if count != before.get(api, 0)}
+    # The test's own saves, and the comments telling each requester (kintone has no bulk comments).
+    pipeline = sum(count for api, count in sent.items() if api not in (SAVE, COMMENT))
+    assert pipeline / burst <= 0.5, sent
+    assert sent.get("PUT /k/v1/records.json", 0) < burst / 2, sent

@@ -104,6 +104,20 @@ def test_a_bulk_write_with_a_stale_revision_changes_nothing(records: RecordsUnde
     assert records.read(first, "spend") == ""
 
 
+def test_the_batch_read_returns_each_named_record_whole_and_leaves_out_missing_ones(
+    records: RecordsUnderTest,
+) -> None:
+    """The worker reads its batch with one query and uses each row as it would a single read."""
+    first, second = records.make(), records.make()
+
+    rows = records.writer.query_records(APP_ID, f"$id in ({first}, {second}, 999999) limit 3", [])
+
+    by_id = {row["$id"]["value"]: row for row in rows}
+    assert sorted(by_id) == sorted([first, second])
+    for record_id in (first, second):
+        assert by_id[record_id] == records.writer.get_record(RecordRef(app_id=APP_ID, record_id=record_id))
+
+
 @pytest.fixture(params=["fake", "real"])
 def claims(request: pytest.FixtureRequest, local_stack: LocalStack) -> Any:
     if request.param == "fake":

@@ -99,8 +99,15 @@ class FakeRecords:
         self.comments.append((ref, text, mention_user))
 
     def query_records(self, app_id: str, query: str, fields: list[str]) -> list[dict[str, Any]]:
-        """Understands the reconciler's queries only: `[更新日時 >= "T" and ]$id > N order by … limit L`."""
+        """Understands the reconciler's queries (`[更新日時 >= "T" and ]$id > N order by … limit L`)
+        and the worker's batch read (`$id in (A, B) limit L`, every field)."""
         self.queries.append(query)
+        batch_read = re.fullmatch(r"\$id in \((?P<ids>\d+(?:, \d+)*)\) limit (?P<limit>\d+)", query)
+        if batch_read is not None:
+            assert not fields, "the batch read asks for every field"
+            wanted = batch_read["ids"].split(", ")
+            found = [self.get_record(RecordRef(app_id=app_id, record_id=record_id)) for record_id in wanted]
+            return [record for record in found if record is not None][: int(batch_read["limit"])]
         match = re.fullmatch(
             r'(?:更新日時 >= "(?P<since>[^"]+)" and )?'
             r"\$id > (?P<after>\d+) order by \$id asc limit (?P<limit>\d+)",

@@ -13,12 +13,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from lambdas.adapters.record_batch import RecordBatch
 from lambdas.adapters.wiring import reset_caches, sqs_client
 from lambdas.domain.ports import RecordRef
 from lambdas.domain.provisioning import Outcome, Result
 from lambdas.handlers import worker
 from local.aws_resources import VISIBILITY_TIMEOUT_SECONDS
 from local.runtime import FakeLambdaContext, sqs_event
+from tests.unit.fakes import CrashPoints, FakeRecords
 from tests.unit.test_settings import valid_environment
 
 
@@ -156,6 +158,9 @@ def queues(monkeypatch: pytest.MonkeyPatch) -> Iterator[Queues]:
 def provisioner(monkeypatch: pytest.MonkeyPatch) -> RecordingProvisioner:
     recording = RecordingProvisioner()
     monkeypatch.setattr(worker, "provisioner", lambda: recording)
+    # The batch's read finds none of these records; the recording provisioner reads none either.
+    batch = RecordBatch(FakeRecords(CrashPoints()))
+    monkeypatch.setattr(worker, "record_batch", lambda: batch)
     return recording
 
 
