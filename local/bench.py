@@ -37,7 +37,7 @@ import httpx
 from lambdas.domain.webhook_events import WorkItem
 from local import kintone_directory, stack
 from local.aws_resources import create_state_table, local_client
-from local.bench_stages import WorkerLogReader, stage_figures, stage_table, wait_for_converged
+from local.bench_stages import KeyTiming, WorkerLogReader, stage_figures, stage_table, wait_for_converged
 from local.kintone_emulator.params import MAX_WAIT_SECONDS
 from local.kintone_emulator.request_counter import kintone_day
 
@@ -76,12 +76,12 @@ def raw_generate_ms(base_url: str, master_key: str, count: int) -> list[float]:
     return durations
 
 
-def time_to_key_ms(settings: dict[str, str], count: int) -> dict[str, float]:
-    """Milliseconds from kintone's webhook to the key in the record, by record id, warm workers only."""
+def time_to_key(settings: dict[str, str], count: int) -> dict[str, KeyTiming]:
+    """From kintone's webhook to the key in the record, by record id, warm workers only."""
     kintone = httpx.Client(base_url=settings["KINTONE_BASE_URL"], timeout=30)
     litellm = httpx.Client(base_url=settings["LITELLM_BASE_URL"], timeout=30)
     headers = kintone_directory.demo_user_headers(settings, "taro")  # as a member of team platform
-    durations: dict[str, float] = {}
+    timings: dict[str, KeyTiming] = {}
     for index in range(count + stack.WORKER_COUNT):
         record_id = kintone.post(
             "/k/v1/record.json",
@@ -112,8 +112,8 @@ def time_to_key_ms(settings: dict[str, str], count: int) -> dict[str, float]:
         if chat.status_code != 200:
             raise SystemExit(f"record {record_id} holds a key that does not work ({chat.status_code})")
         if index >= stack.WORKER_COUNT:  # the first records meet cold workers, one each
-            durations[record_id] = (waited["matched_at"] - notification["sent_at"]) * 1000
-    return durations
+            timings[record_id] = KeyTiming(sent_at=notification["sent_at"], matched_at=waited["matched_at"])
+    return timings
 
 
 class _CallTimer:
@@ -703,10 +703,10 @@ def main() -> None:
     cap = httpx.get(emulator_config, timeout=10).json()["webhook_rate_per_minute"]
     httpx.post(emulator_config, json={"webhook_rate_per_minute": 1_000_000}, timeout=10).raise_for_status()
     try:
-        to_key = time_to_key_ms(settings, arguments.records) if arguments.records else {}
+        to_key = time_to_key(settings, arguments.records) if arguments.records else {}
         stages: dict[str, Any] = {}
         if to_key and arguments.floor:
-            by_group = {f"{APP_ID}:{record_id}": ms for record_id, ms in to_key.items()}
+            by_group = {f"{APP_ID}:{record_id}": timing for record_id, timing in to_key.items()}
             converged = wait_for_converged(worker_logs, by_group, CONVERGED_LINE_WAIT_SECONDS)
             floor_calls = floor_call_ms(settings, list(to_key), arguments.records)
             floor_p50s = {call: statistics.median(durations) for call, durations in floor_calls.items()}
@@ -733,7 +733,7 @@ def main() -> None:
 
     figures = collect_figures(
         raw=raw,
-        to_key=list(to_key.values()),
+        to_key=[timing.ms for timing in to_key.values()],
         stages=stages,
         webhook=webhook,
         idle=idle,

@@ -12,6 +12,8 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ CONVERGED_MESSAGE = "record converged"
 ISSUED_OUTCOME = "issued"
 # What the worker logs do not cover: time to key minus the sum of the stages.
 NOT_COVERED = "not_covered"
+# Powertools' timestamp: when the worker logged the line, at the end of its work on the record.
+LOG_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S,%f%z"
 
 # The raw calls of each stage, named as in `floor_calls_p50_ms`; stages with none have no floor.
 FLOOR_CALLS_BY_STAGE: dict[str, tuple[str, ...]] = {
@@ -43,6 +47,18 @@ FLOOR_CALLS_BY_STAGE: dict[str, tuple[str, ...]] = {
     "state": ("dynamodb_put_item_issuing", "dynamodb_put_item_issued"),
 }
 FLOOR_CALLS = tuple(call for calls in FLOOR_CALLS_BY_STAGE.values() for call in calls)
+
+
+@dataclass(frozen=True)
+class KeyTiming:
+    """One record's time to key, as the kintone emulator saw it (epoch seconds)."""
+
+    sent_at: float  # kintone began sending the record's webhook
+    matched_at: float  # the write after which the record held its key
+
+    @property
+    def ms(self) -> float:
+        return (self.matched_at - self.sent_at) * 1000
 
 
 class WorkerLogReader:
@@ -120,6 +136,26 @@ def stages_of(entry: Mapping[str, Any]) -> dict[str, float] | None:
     }
 
 
+def logged_at(entry: Mapping[str, Any]) -> float | None:
+    """When the line was logged (epoch seconds), or None for a timestamp in another format."""
+    try:
+        return datetime.strptime(str(entry.get("timestamp")), LOG_TIMESTAMP_FORMAT).timestamp()
+    except ValueError:
+        return None
+
+
+def around_the_worker_ms(timing: KeyTiming, stages: Mapping[str, float], logged: float) -> dict[str, float]:
+    """What `not_covered` nets out: `delivery`, from kintone sending the webhook until the handler
+    received it (the worker's queue wait starts there), and `after_key`, the worker's time after the
+    write-back that gave the record its key (the last state write, the comment). The worker logs its
+    line at its end, so it received the webhook the sum of the stages before it logged."""
+    received_at = logged - sum(stages.values()) / 1000
+    return {
+        "delivery": (received_at - timing.sent_at) * 1000,
+        "after_key": (logged - timing.matched_at) * 1000,
+    }
+
+
 def stage_p50s(per_record: list[dict[str, float]]) -> dict[str, float]:
     """p50 of each stage over the records, a stage a record's line leaves out counting as 0. The
     known stages come first, in the worker's order, then any others the worker reports."""
@@ -151,11 +187,11 @@ def floor_ms(floor_call_p50s: Mapping[str, float]) -> float:
 
 
 def stage_figures(
-    time_to_key_ms: Mapping[str, float],
+    time_to_key: Mapping[str, KeyTiming],
     converged: Mapping[str, Mapping[str, Any]],
     floor_call_p50s: Mapping[str, float] | None,
 ) -> dict[str, Any]:
-    """The figures for the last JSON line. `time_to_key_ms` and `converged` are by message group.
+    """The figures for the last JSON line. `time_to_key` and `converged` are by message group.
 
     Stages appear only when the workers' lines carry them; the floor only when it was measured.
     """
@@ -163,21 +199,33 @@ def stage_figures(
     per_record = {
         group: stages
         for group, entry in converged.items()
-        if group in time_to_key_ms and (stages := stages_of(entry)) is not None
+        if group in time_to_key and (stages := stages_of(entry)) is not None
     }
     if per_record:
         figures["stages_p50_ms"] = {
             stage: round(value, 1) for stage, value in stage_p50s(list(per_record.values())).items()
         }
         figures["stages_p50_ms"][NOT_COVERED] = round(
-            statistics.median(not_covered_ms(time_to_key_ms[group], s) for group, s in per_record.items()), 1
+            statistics.median(not_covered_ms(time_to_key[group].ms, s) for group, s in per_record.items()),
+            1,
         )
         figures["stages_records"] = len(per_record)
-    if floor_call_p50s is not None and time_to_key_ms:
+        around = [
+            around_the_worker_ms(time_to_key[group], stages, logged)
+            for group, stages in per_record.items()
+            if (logged := logged_at(converged[group])) is not None
+        ]
+        if around:
+            figures["around_worker_p50_ms"] = {
+                part: round(statistics.median(parts[part] for parts in around), 1) for part in around[0]
+            }
+    if floor_call_p50s is not None and time_to_key:
         floor = floor_ms(floor_call_p50s)
         figures["floor_ms"] = round(floor, 1)
         figures["floor_calls_p50_ms"] = {call: round(floor_call_p50s[call], 1) for call in FLOOR_CALLS}
-        figures["ttk_to_floor_ratio_p50"] = round(statistics.median(time_to_key_ms.values()) / floor, 2)
+        figures["ttk_to_floor_ratio_p50"] = round(
+            statistics.median(timing.ms for timing in time_to_key.values()) / floor, 2
+        )
     return figures
 
 
@@ -193,6 +241,12 @@ def stage_table(figures: Mapping[str, Any], time_to_key_p50_ms: float) -> list[s
         floor = f"{raw[stage]:.1f} ms" if stage in raw else "-"
         calls = " + ".join(FLOOR_CALLS_BY_STAGE.get(stage, ()))
         lines.append(f"{stage:<14}{pipeline:>14}{floor:>12}  {calls}".rstrip())
+    around = figures.get("around_worker_p50_ms", {})
+    if around:
+        lines.append(
+            f"{'':<14}(of which delivery, webhook sent → handler, {around['delivery']:.1f} ms;"
+            f" less the worker's time after the key landed, {around['after_key']:.1f} ms)"
+        )
     total_floor = f"{figures['floor_ms']:.1f} ms" if "floor_ms" in figures else "-"
     lines.append(f"{'time to key':<14}{time_to_key_p50_ms:>11.1f} ms{total_floor:>12}  (floor)")
     if not stages:

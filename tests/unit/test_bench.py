@@ -13,9 +13,12 @@ from local.bench import collect_figures, kintone_requests_of, percentile
 from local.bench_stages import (
     FLOOR_CALLS,
     NOT_COVERED,
+    KeyTiming,
     WorkerLogReader,
+    around_the_worker_ms,
     converged_lines,
     floor_ms,
+    logged_at,
     not_covered_ms,
     raw_stage_ms,
     stage_figures,
@@ -45,7 +48,7 @@ def converged_line(group: str, outcome: str = "issued", trigger: str = "ADD_RECO
             "level": "INFO",
             "location": "converge_record:121",
             "message": "record converged",
-            "timestamp": "2026-11-30 09:10:55,840+0000",
+            "timestamp": LOGGED,
             "service": "kintone-llm-keys",
             "cold_start": False,
             "function_name": "worker",
@@ -64,6 +67,20 @@ def converged_line(group: str, outcome: str = "issued", trigger: str = "ADD_RECO
 
 def floor_calls(value: float = 1.0) -> dict[str, float]:
     return dict.fromkeys(FLOOR_CALLS, value)
+
+
+LOGGED = "2026-11-30 09:10:55,840+0000"
+LOGGED_AT = 1_796_029_855.84  # the same instant, in epoch seconds
+
+
+def timings(**ms_by_record: float) -> dict[str, KeyTiming]:
+    """Times to key by group ("1:<record>"), the keys landing 10 ms before the lines' timestamp."""
+    return {
+        f"1:{record.removeprefix('r')}": KeyTiming(
+            sent_at=LOGGED_AT - 0.010 - ms / 1000, matched_at=LOGGED_AT - 0.010
+        )
+        for record, ms in ms_by_record.items()
+    }
 
 
 # -- reading the worker logs -------------------------------------------------------------------
@@ -230,12 +247,12 @@ def test_a_floor_without_every_call_is_refused() -> None:
 
 
 def test_the_figures_by_stage_and_against_the_floor() -> None:
-    to_key = {"1:1": 100.0, "1:2": 120.0, "1:3": 140.0}
+    to_key = timings(r1=100.0, r2=120.0, r3=140.0)
     converged = {group: json.loads(converged_line(group, stages_ms=STAGES_MS)) for group in to_key}
 
     figures = stage_figures(to_key, converged, floor_calls(8.0))
 
-    assert figures["stages_p50_ms"] == {**STAGES_MS, NOT_COVERED: 30.0}
+    assert figures["stages_p50_ms"] == pytest.approx({**STAGES_MS, NOT_COVERED: 30.0})
     assert figures["stages_records"] == 3
     assert figures["floor_ms"] == 8.0 * len(FLOOR_CALLS)
     assert set(figures["floor_calls_p50_ms"]) == set(FLOOR_CALLS)
@@ -243,7 +260,7 @@ def test_the_figures_by_stage_and_against_the_floor() -> None:
 
 
 def test_without_stages_in_the_logs_the_floor_and_ratio_remain() -> None:
-    to_key = {"1:1": 100.0, "1:2": 120.0}
+    to_key = timings(r1=100.0, r2=120.0)
     converged = {group: json.loads(converged_line(group)) for group in to_key}
 
     figures = stage_figures(to_key, converged, floor_calls(10.0))
@@ -258,15 +275,45 @@ def test_stages_count_only_the_time_to_key_records() -> None:
         "1:9": json.loads(converged_line("1:9", stages_ms={"litellm": 400.0})),  # a cold record
     }
 
-    figures = stage_figures({"1:1": 100.0}, converged, None)
+    figures = stage_figures(timings(r1=100.0), converged, None)
 
-    assert figures == {"stages_p50_ms": {"litellm": 40.0, NOT_COVERED: 60.0}, "stages_records": 1}
+    assert figures["stages_p50_ms"] == pytest.approx({"litellm": 40.0, NOT_COVERED: 60.0})
+    assert figures["stages_records"] == 1
+    assert set(figures) == {"stages_p50_ms", "stages_records", "around_worker_p50_ms"}
+
+
+def test_the_lines_timestamp_is_read_as_powertools_writes_it() -> None:
+    assert logged_at({"timestamp": LOGGED}) == pytest.approx(LOGGED_AT)
+    assert logged_at({"timestamp": "2026-11-30T09:10:55.840Z"}) is None
+    assert logged_at({}) is None
+
+
+def test_what_is_not_covered_splits_into_delivery_and_the_workers_time_after_the_key() -> None:
+    # Sent at 0; the handler received it at 12 ms; the worker's stages took 90 ms from there and the
+    # key landed at 80 ms, so the worker logged at 102 ms: 22 ms after the key.
+    timing = KeyTiming(sent_at=1000.0, matched_at=1000.080)
+
+    around = around_the_worker_ms(timing, STAGES_MS, logged=1000.102)
+
+    assert around == pytest.approx({"delivery": 12.0, "after_key": 22.0})
+    assert around["delivery"] - around["after_key"] == pytest.approx(not_covered_ms(timing.ms, STAGES_MS))
+
+
+def test_the_figures_split_what_is_not_covered_when_the_lines_timestamps_read() -> None:
+    # timings(): every key lands 10 ms before its line is logged.
+    converged = {"1:1": json.loads(converged_line("1:1", stages_ms=STAGES_MS))}
+
+    figures = stage_figures(timings(r1=100.0), converged, None)
+
+    assert figures["around_worker_p50_ms"] == pytest.approx({"delivery": 20.0, "after_key": 10.0}, abs=0.1)
+    assert figures["stages_p50_ms"][NOT_COVERED] == pytest.approx(10.0, abs=0.1)
+    no_timestamp = {"1:1": {**converged["1:1"], "timestamp": "yesterday"}}
+    assert "around_worker_p50_ms" not in stage_figures(timings(r1=100.0), no_timestamp, None)
 
 
 def test_the_table_sets_each_stage_beside_its_raw_calls() -> None:
-    to_key = {"1:1": 100.0}
     converged = {"1:1": json.loads(converged_line("1:1", stages_ms=STAGES_MS))}
-    figures = stage_figures(to_key, converged, floor_calls(5.0))
+    figures = stage_figures(timings(r1=100.0), converged, floor_calls(5.0))
 
     table = stage_table(figures, 100.0)
 
@@ -287,7 +334,7 @@ def test_percentile_is_the_nearest_rank() -> None:
 
 def test_the_last_json_line_holds_every_figure_of_the_parts_that_ran() -> None:
     stages = stage_figures(
-        {"1:1": 100.0}, {"1:1": json.loads(converged_line("1:1", stages_ms=STAGES_MS))}, floor_calls()
+        timings(r1=100.0), {"1:1": json.loads(converged_line("1:1", stages_ms=STAGES_MS))}, floor_calls()
     )
     figures = collect_figures(
         raw=[40.0, 42.0],
