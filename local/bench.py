@@ -138,8 +138,8 @@ def floor_call_ms(settings: dict[str, str], record_ids: list[str], count: int) -
     """The calls on the path to a key, made raw from here in the worker's order, `count` times each
     (after one to warm up): the SQS hop, the record read, the membership check of a team member
     (cybozu users.json, then user/organizations.json: what `Memberships.standing` asks for a team of
-    organizations without sub-organizations, as the local team `platform`), CreateSecret, the
-    write-back of one field with the bulk API, and the ISSUING and ISSUED state writes. LiteLLM's
+    organizations without sub-organizations, as the local team `platform`), the state read, CreateSecret,
+    the write-back of one field with the bulk API, and the ISSUING and ISSUED state writes. LiteLLM's
     `/key/generate` is `raw_generate_ms`. Scratch secrets, queue and table are deleted afterwards."""
     run = uuid.uuid4().hex[:8]
     endpoint = settings["AWS_ENDPOINT_URL"]
@@ -186,6 +186,12 @@ def floor_call_ms(settings: dict[str, str], record_ids: list[str], count: int) -
                 _ok(directory.get("/v1/users.json", params={"codes[0]": FLOOR_OWNER}))
             with timed("cybozu_user_organizations"):
                 _ok(directory.get("/v1/user/organizations.json", params={"code": FLOOR_OWNER}))
+            with timed("dynamodb_get_item"):  # the worker reads the record's state first, consistently
+                dynamodb.get_item(
+                    TableName=table_name,
+                    Key={"pk": _scratch_state(run, index, "ISSUING")["pk"]},
+                    ConsistentRead=True,
+                )
             with timed("dynamodb_put_item_issuing"):
                 dynamodb.put_item(
                     TableName=table_name,

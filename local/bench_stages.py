@@ -44,7 +44,7 @@ FLOOR_CALLS_BY_STAGE: dict[str, tuple[str, ...]] = {
     "secret": ("secretsmanager_create_secret",),
     "litellm": ("litellm_key_generate",),
     "write_back": ("kintone_put_records",),
-    "state": ("dynamodb_put_item_issuing", "dynamodb_put_item_issued"),
+    "state": ("dynamodb_get_item", "dynamodb_put_item_issuing", "dynamodb_put_item_issued"),
 }
 FLOOR_CALLS = tuple(call for calls in FLOOR_CALLS_BY_STAGE.values() for call in calls)
 

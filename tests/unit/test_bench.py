@@ -225,10 +225,10 @@ def test_the_floor_is_the_sum_of_the_raw_calls_p50s() -> None:
     assert sum(raw_stage_ms(calls).values()) == floor_ms(calls)
 
 
-def test_the_state_stage_writes_twice_and_the_queue_sends_and_receives() -> None:
+def test_the_state_stage_reads_once_and_writes_twice_and_the_queue_sends_and_receives() -> None:
     raw = raw_stage_ms(floor_calls(2.0))
 
-    assert raw["state"] == 4.0
+    assert raw["state"] == 6.0
     assert raw["queue_wait"] == 4.0
     assert raw["directory"] == 4.0  # users.json, then user/organizations.json
     assert raw["litellm"] == 2.0
@@ -318,7 +318,7 @@ def test_the_table_sets_each_stage_beside_its_raw_calls() -> None:
     table = stage_table(figures, 100.0)
 
     rows = {line.split()[0]: line for line in table[1:]}
-    assert rows["state"].split()[1:5] == ["15.0", "ms", "10.0", "ms"]
+    assert rows["state"].split()[1:5] == ["15.0", "ms", "15.0", "ms"]
     assert rows["comment"].split()[1:4] == ["2.0", "ms", "-"]
     assert rows[NOT_COVERED].split()[1:4] == ["10.0", "ms", "-"]
     assert table[-1] == f"time to key / floor, p50: {figures['ttk_to_floor_ratio_p50']} (target ≤ 1.5)"
