@@ -434,6 +434,11 @@ class QueuePoller:
         with self._handled_changed:
             return self._handled_changed.wait_for(lambda: self._handled >= count, timeout)
 
+    def wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Block until `condition` holds, checked now and after each batch the worker handles."""
+        with self._handled_changed:
+            return self._handled_changed.wait_for(condition, timeout)
+
     def handled_in_group(self, group_id: str) -> int:
         with self._handled_changed:
             return self._handled_by_group[group_id]

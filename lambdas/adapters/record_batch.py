@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from lambdas.adapters.kintone_records import KintoneRecords
 from lambdas.adapters.observability import logger
-from lambdas.domain.ports import RecordRef, RecordWrite
+from lambdas.domain.ports import RecordRef, RecordWrite, TransientError
 
 T = TypeVar("T")
 
@@ -189,7 +189,11 @@ class RecordBatch:
                         self._send_one(write)
                     continue
                 for write in chunk:
-                    write.new_revision = revisions[write.ref.record_id]
+                    write.new_revision = revisions.get(write.ref.record_id)
+                    if write.new_revision is None:
+                        write.error = TransientError(
+                            f"kintone's answer left out record {write.ref.record_id}"
+                        )
 
     def _send_one(self, write: _PendingWrite) -> None:
         try:

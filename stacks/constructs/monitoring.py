@@ -15,7 +15,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from stacks.config import EnvironmentSettings
-from stacks.constructs.alarms import AT_LEAST, alarm_to_topic
+from stacks.constructs.alarms import TopicAlarms
 from stacks.constructs.common import rotating_key
 from stacks.constructs.functions import SERVICE_NAME, ProvisioningFunctions, metrics_namespace
 from stacks.constructs.gateway import LiteLLMGateway
@@ -71,12 +71,12 @@ class Monitoring(Construct):
             enforce_ssl=True,
         )
         self.topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
-        self.alarms: list[cloudwatch.Alarm] = []
+        self._alarms = TopicAlarms(self, resource_prefix=settings.resource_prefix, topic=self.topic)
 
         dead_letters = queue.dead_letter_queue.metric_approximate_number_of_messages_visible(
             period=_ONE_MINUTE, statistic="Maximum"
         )
-        self._alarm(
+        self._alarms.add(
             "DeadLetterQueueNotEmpty",
             dead_letters,
             threshold=1,
@@ -85,7 +85,7 @@ class Monitoring(Construct):
         oldest_message = queue.queue.metric_approximate_age_of_oldest_message(
             period=_ONE_MINUTE, statistic="Maximum"
         )
-        self._alarm(
+        self._alarms.add(
             "OldestMessageTooOld",
             oldest_message,
             threshold=settings.oldest_message_alarm_seconds,
@@ -93,19 +93,19 @@ class Monitoring(Construct):
             description="Records wait too long for a key: the worker is failing, throttled or stopped.",
         )
         for name, function in functions.by_name.items():
-            self._alarm(
+            self._alarms.add(
                 f"{name}Errors",
                 function.metric_errors(period=_FIVE_MINUTES, statistic="Sum"),
                 threshold=1,
                 description=f"The {name.lower()} function raised errors.",
             )
-            self._alarm(
+            self._alarms.add(
                 f"{name}Throttles",
                 function.metric_throttles(period=_FIVE_MINUTES, statistic="Sum"),
                 threshold=1,
                 description=f"The {name.lower()} function was throttled.",
             )
-        self._alarm(
+        self._alarms.add(
             "MassRevokeBlocked",
             self._pipeline_metric(MASS_REVOKE_BLOCKED, "Maximum", "mass revoke blocked"),
             threshold=1,
@@ -113,7 +113,7 @@ class Monitoring(Construct):
             'the kintone app, then invoke the reconciler with {"allow_mass_revoke": true} if intended.',
         )
         budget = settings.kintone.daily_request_budget
-        self._alarm(
+        self._alarms.add(
             "KintoneDailyBudgetNearlySpent",
             self._pipeline_metric(KINTONE_REQUESTS_TODAY, "Maximum", "kintone requests today"),
             threshold=round(budget * settings.kintone.request_budget_alarm_share),
@@ -122,7 +122,7 @@ class Monitoring(Construct):
             "budget kintone warns the store administrator: look for a loop or a burst, or lengthen the "
             "reconciler's and the spend sync's intervals.",
         )
-        self._alarm(
+        self._alarms.add(
             "OwnerCheckFailed",
             self._pipeline_metric(OWNER_CHECK_FAILED, "Sum", "owner checks failed").with_(
                 period=Duration.hours(1)
@@ -131,21 +131,21 @@ class Monitoring(Construct):
             description="Full sweeps could not read the cybozu.com User API twice within an hour, so "
             "nobody who left is losing their key: check the cybozu-user-api secret and the User API.",
         )
-        self._alarm(
+        self._alarms.add(
             "WebhookServerErrors",
             api.api.metric_server_error(period=_FIVE_MINUTES, statistic="Sum"),
             threshold=1,
             description="The webhook API answered kintone with 5xx: kintone does not retry webhooks.",
         )
         if gateway is not None:
-            self._alarm(
+            self._alarms.add(
                 "GatewayUnhealthyTasks",
                 _target_metric(gateway, "UnHealthyHostCount", "Maximum", period=_ONE_MINUTE),
                 threshold=1,
                 evaluation_periods=3,
                 description="LiteLLM tasks fail the ALB health check.",
             )
-            self._alarm(
+            self._alarms.add(
                 "GatewayNoHealthyTasks",
                 _target_metric(gateway, "HealthyHostCount", "Minimum", period=_ONE_MINUTE),
                 threshold=1,
@@ -155,31 +155,6 @@ class Monitoring(Construct):
                 description="No LiteLLM task is healthy: the gateway is down.",
             )
         self.dashboard = self._dashboard(queue, functions, api, gateway)
-
-    def _alarm(
-        self,
-        construct_id: str,
-        metric: cloudwatch.IMetric,
-        *,
-        threshold: float,
-        description: str,
-        evaluation_periods: int = 1,
-        comparison: cloudwatch.ComparisonOperator = AT_LEAST,
-        missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
-    ) -> None:
-        alarm = alarm_to_topic(
-            self,
-            construct_id,
-            metric,
-            resource_prefix=self._settings.resource_prefix,
-            topic=self.topic,
-            threshold=threshold,
-            description=description,
-            evaluation_periods=evaluation_periods,
-            comparison=comparison,
-            missing=missing,
-        )
-        self.alarms.append(alarm)
 
     def _pipeline_metric(self, name: str, statistic: str, label: str) -> cloudwatch.Metric:
         return cloudwatch.Metric(
@@ -300,7 +275,9 @@ class Monitoring(Construct):
                     width=12,
                 ),
             )
-        dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24))
+        dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self._alarms.made, width=24)
+        )
         return dashboard
 
 

@@ -14,7 +14,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.config import EnvironmentSettings
-from stacks.constructs.alarms import AT_LEAST, alarm_to_topic
+from stacks.constructs.alarms import TopicAlarms
 from stacks.constructs.gateway import LiteLLMGateway
 from stacks.constructs.metrics_agent import (
     FAILED_REQUESTS,
@@ -44,10 +44,8 @@ class UsageMonitoring(Construct):
         topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._settings = settings
         self._namespace = gateway.metrics_agent.namespace
-        self._topic = topic
-        self.alarms: list[cloudwatch.Alarm] = []
+        self._alarms = TopicAlarms(self, resource_prefix=settings.resource_prefix, topic=topic)
         teams = settings.team_catalog.names()
         models = list(settings.gateway.models)
 
@@ -59,7 +57,7 @@ class UsageMonitoring(Construct):
             label="failed share of requests",
             period=_FIVE_MINUTES,
         )
-        self._alarm(
+        self._alarms.add(
             "GatewayErrorRate",
             error_rate,
             threshold=settings.gateway_error_rate_alarm,
@@ -72,7 +70,7 @@ class UsageMonitoring(Construct):
             if budget is None:
                 continue
             floor = budget * settings.team_budget_alarm_share
-            self._alarm(
+            self._alarms.add(
                 f"TeamBudgetLow-{team}",
                 self._litellm(
                     REMAINING_TEAM_BUDGET, {TEAM_LABEL: team}, f"{team} remaining", statistic="Minimum"
@@ -86,7 +84,7 @@ class UsageMonitoring(Construct):
 
         database = gateway.database.cluster
         load_balancer = gateway.load_balancer
-        self._alarm(
+        self._alarms.add(
             "GatewayLoadBalancer5xx",
             load_balancer.metrics.http_code_elb(
                 elbv2.HttpCodeElb.ELB_5XX_COUNT, period=_FIVE_MINUTES, statistic="Sum"
@@ -178,7 +176,7 @@ class UsageMonitoring(Construct):
             ),
         )
         dashboard.add_widgets(
-            cloudwatch.AlarmStatusWidget(title="Gateway alarms", alarms=self.alarms, width=24)
+            cloudwatch.AlarmStatusWidget(title="Gateway alarms", alarms=self._alarms.made, width=24)
         )
 
     def _litellm(
@@ -209,26 +207,3 @@ class UsageMonitoring(Construct):
             period=_FIVE_MINUTES,
             label=label,
         )
-
-    def _alarm(
-        self,
-        construct_id: str,
-        metric: cloudwatch.IMetric,
-        *,
-        threshold: float,
-        description: str,
-        evaluation_periods: int = 1,
-        comparison: cloudwatch.ComparisonOperator = AT_LEAST,
-    ) -> None:
-        alarm = alarm_to_topic(
-            self,
-            construct_id,
-            metric,
-            resource_prefix=self._settings.resource_prefix,
-            topic=self._topic,
-            threshold=threshold,
-            description=description,
-            evaluation_periods=evaluation_periods,
-            comparison=comparison,
-        )
-        self.alarms.append(alarm)

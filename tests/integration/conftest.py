@@ -197,6 +197,38 @@ class LocalStack:
         assert body["matched"], f"record {record_id} never reached {status}: {body['record']['message']}"
         return body["record"]
 
+    def wait_until_the_queue_is_drained(self) -> None:
+        """Until the work queue holds no message, visible, in flight or in a backoff: what an earlier
+        test left (a retry waiting its turn) is over before a test counts requests or injects faults."""
+        sqs = boto3.client("sqs")
+        counts = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+
+        def drained() -> bool:
+            attributes = sqs.get_queue_attributes(QueueUrl=self.resources.queue_url, AttributeNames=counts)
+            return all(int(attributes["Attributes"].get(name, "0")) == 0 for name in counts)
+
+        assert self.runtime.poller.wait_until(drained, WAIT_SECONDS), "the work queue did not drain"
+
+    def kintone_requests_by_api(self, day: str) -> dict[str, int]:
+        """What kintone (the emulator) counted for the app on a kintone day, per API."""
+        counts = httpx.get(f"{self.kintone_url}/_emulator/requests", timeout=10).json()
+        return counts["apps"].get(APP_ID, {}).get(day, {}).get("by_api", {})
+
+    def save_while_the_worker_waits(self, count: int) -> list[str]:
+        """Save `count` records while the worker takes no messages, so that they reach it together
+        (as a burst does, records arriving faster than the workers take them)."""
+        self.runtime.poller.pause()
+        try:
+            record_ids = [self.save_record(key_name=f"batched {number}") for number in range(count)]
+            self.emulator.wait_for_webhooks(len(self.emulator.webhook_log()))
+        finally:
+            self.runtime.poller.resume()
+        return record_ids
+
     def webhooks_for(self, record_id: str, kind: str | None = None) -> list[dict[str, Any]]:
         return [
             entry
@@ -423,6 +455,14 @@ LEAVERS = (
     "leaver-en-masse",
     "leaver-listed-late",
 )
+
+
+@pytest.fixture(autouse=True)
+def earlier_tests_work_done(request: pytest.FixtureRequest) -> None:
+    """Each test on the stack starts with an empty work queue, so that what an earlier test left
+    neither takes this test's injected faults nor adds to its counts."""
+    if "local_stack" in request.fixturenames:
+        request.getfixturevalue("local_stack").wait_until_the_queue_is_drained()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ secret holding the same value) or a clear Failed message with its request in the
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +15,7 @@ import pytest
 
 from lambdas.adapters import wiring
 from lambdas.domain.key_request import key_hash
+from lambdas.domain.request_budget import kintone_day
 from local.aws_resources import local_client
 from tests.integration.conftest import LocalStack
 from tests.integration.fault_proxy import Fault
@@ -105,6 +107,32 @@ def test_kintone_faults_are_retried(
     faults.emulator.add_fault(path_prefix=path_prefix, method=method, status=status, code=code, count=2)
     record_id = faults.save_record()
     assert_exactly_one_working_key(faults, record_id)
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "code", "tries", "alone"),
+    [
+        # kintone refuses the batch's bulk update whole: each write is then sent on its own.
+        ("PUT", 409, "GAIA_CO02", 1, "PUT /k/v1/records.json"),
+        # The batch's one-query read fails every try: each record is then read on its own.
+        ("GET", 503, "CB_IJ01", 3, "GET /k/v1/record.json"),
+    ],
+    ids=["bulk-update-refused", "batch-read-fails"],
+)
+def test_a_batch_whose_shared_kintone_call_fails_still_issues_each_key_once(
+    faults: LocalStack, method: str, status: int, code: str, tries: int, alone: str
+) -> None:
+    day = kintone_day(time.time())
+    before = faults.kintone_requests_by_api(day).get(alone, 0)
+    faults.emulator.add_fault(
+        path_prefix="/k/v1/records.json", method=method, status=status, code=code, count=tries
+    )
+    record_ids = faults.save_while_the_worker_waits(4)
+    for record_id in record_ids:
+        assert_exactly_one_working_key(faults, record_id)
+    assert day == kintone_day(time.time()), "the test ran across 9:00 JST; run it again"
+    # Each record went alone; the bulk update, once it was refused, is among the PUTs counted.
+    assert faults.kintone_requests_by_api(day).get(alone, 0) - before >= len(record_ids)
 
 
 @pytest.mark.parametrize(

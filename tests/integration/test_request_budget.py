@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 
 from lambdas.adapters.request_metrics import publish_kintone_requests
@@ -20,16 +19,10 @@ SAVE = "POST /k/v1/record.json"
 COMMENT = "POST /k/v1/record/comment.json"
 
 
-def emulator_requests_by_api(stack: LocalStack, day: str) -> dict[str, int]:
-    """What kintone (the emulator) counted for the app that day, per API."""
-    counts = httpx.get(f"{stack.kintone_url}/_emulator/requests", timeout=10).json()
-    return counts["apps"].get(APP_ID, {}).get(day, {}).get("by_api", {})
-
-
 def emulator_count(stack: LocalStack, day: str) -> int:
     """What kintone counted for the app that day, less the test's own record saves: the pipeline
     never adds a record."""
-    return sum(count for api, count in emulator_requests_by_api(stack, day).items() if api != SAVE)
+    return sum(count for api, count in stack.kintone_requests_by_api(day).items() if api != SAVE)
 
 
 def test_the_pipelines_daily_count_agrees_with_kintones(local_stack: LocalStack) -> None:
@@ -58,18 +51,13 @@ def test_a_burst_of_records_costs_at_most_half_a_kintone_request_per_key(local_s
     written back with one bulk update, so a burst costs far less than a read and a write per key."""
     burst = 30
     day = kintone_day(time.time())
-    before = emulator_requests_by_api(local_stack, day)
-    local_stack.runtime.poller.pause()
-    try:
-        record_ids = [local_stack.save_record(key_name=f"burst {number}") for number in range(burst)]
-        local_stack.emulator.wait_for_webhooks(len(local_stack.emulator.webhook_log()))
-    finally:
-        local_stack.runtime.poller.resume()
+    before = local_stack.kintone_requests_by_api(day)
+    record_ids = local_stack.save_while_the_worker_waits(burst)
     for record_id in record_ids:
         record = local_stack.wait_for_status(record_id, "Issued")
         assert len(local_stack.keys_under_alias(record_id)) == 1
         assert local_stack.chat_status(record["api_key"]["value"]) == 200
-    after = emulator_requests_by_api(local_stack, day)
+    after = local_stack.kintone_requests_by_api(day)
 
     sent = {api: count - before.get(api, 0) for api, count in after.items() if count != before.get(api, 0)}
     # The test's own saves, and the comments telling each requester (kintone has no bulk comments).

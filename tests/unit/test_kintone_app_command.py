@@ -202,7 +202,8 @@ def test_environment_target_reads_cdk_json() -> None:
     assert "kintone-llm-staging-provisioning" in target.webhook_url_without_token
 
 
-def test_local_target_reads_the_local_stacks_settings(tmp_path: Path) -> None:
+def write_local_functions(state_dir: Path, **settings: str) -> None:
+    """The local stack's functions.json, as `make up` writes it."""
     functions = {
         "KINTONE_BASE_URL": "http://127.0.0.1:9",
         "KINTONE_APP_ID": "1",
@@ -213,9 +214,13 @@ def test_local_target_reads_the_local_stacks_settings(tmp_path: Path) -> None:
         "CYBOZU_USER_API_TOKEN_SECRET_ID": "c",
         "STATE_TABLE_NAME": "t",
         "TEAM_CATALOG": json.dumps(LOCAL_TEAM_CATALOG),
-        "MESSAGE_LANGUAGE": "en",
+        **settings,
     }
-    (tmp_path / "functions.json").write_text(json.dumps(functions))
+    (state_dir / "functions.json").write_text(json.dumps(functions))
+
+
+def test_local_target_reads_the_local_stacks_settings(tmp_path: Path) -> None:
+    write_local_functions(tmp_path, MESSAGE_LANGUAGE="en")
     (tmp_path / "env").write_text("WEBHOOK_URL=http://127.0.0.1:7/webhook/tok\n")
     target = local_target(tmp_path)
     assert (target.base_url, target.app_id, target.language) == ("http://127.0.0.1:9", "1", "en")
@@ -226,18 +231,7 @@ def test_local_target_reads_the_local_stacks_settings(tmp_path: Path) -> None:
 
 
 def test_local_target_before_the_first_env_file(tmp_path: Path) -> None:
-    functions = {
-        "KINTONE_BASE_URL": "http://127.0.0.1:9",
-        "KINTONE_APP_ID": "1",
-        "KINTONE_API_TOKEN_SECRET_ID": "s",
-        "LITELLM_BASE_URL": "http://127.0.0.1:8",
-        "LITELLM_MASTER_KEY_SECRET_ID": "m",
-        "WEBHOOK_TOKEN_SECRET_ID": "w",
-        "CYBOZU_USER_API_TOKEN_SECRET_ID": "c",
-        "STATE_TABLE_NAME": "t",
-        "TEAM_CATALOG": json.dumps(LOCAL_TEAM_CATALOG),
-    }
-    (tmp_path / "functions.json").write_text(json.dumps(functions))
+    write_local_functions(tmp_path)
     target = local_target(tmp_path)
     assert target.webhook_url_without_token == ""
     assert "Webhook URL: <the webhook endpoint>/<token>, the token being the end of WEBHOOK_URL" in "\n".join(
