@@ -110,6 +110,15 @@ class Result:
     notified: bool = True  # False when the comment telling the requester could not be posted
 
 
+def _revoked_already(request: KeyRequest, state: KeyState | None) -> bool:
+    return (
+        request.status == RecordStatus.REVOKED
+        and bool(request.message)
+        and state is not None
+        and state.status == KeyStatus.REVOKED
+    )
+
+
 class KeyProvisioner:
     def __init__(
         self,
@@ -508,6 +517,10 @@ class KeyProvisioner:
         self._key_store.schedule_deletion(ref, actor)
         alias = self.key_alias(ref)
         self._gateway.delete_keys(every_alias(alias))
+        if not text and request is not None and _revoked_already(request, state):
+            # It keeps the reason it shows (an offboarding's, say): a later delivery redoes the
+            # revoke's steps but has nothing new to say.
+            text = request.message
         text = text or messages.render("revoked", self._config.language)
         revision = 0
         notified = True

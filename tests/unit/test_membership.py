@@ -266,6 +266,24 @@ def test_an_owner_who_leaves_loses_the_key_at_the_next_sweep(world: World, leave
     assert world.records.value(kept, "status") == "Issued"
 
 
+def test_a_later_delivery_leaves_an_offboarded_record_as_it_is(world: World) -> None:
+    """Found by the schedule explorer: a save's delivery after the offboarding rewrote the reason
+    to a plain "revoked" and told the requester a second time."""
+    ref = issued(world, "1", creator="hanako")
+    world.directory.deactivate("hanako")
+    assert sweep_and_work(world) == [Outcome.REVOKED]
+    message, writes, comments = (
+        world.records.value(ref, "message"),
+        len(world.records.writes),
+        len(world.records.comments),
+    )
+
+    assert world.converge(ref).outcome == Outcome.REVOKED
+
+    assert world.records.value(ref, "message") == message
+    assert (len(world.records.writes), len(world.records.comments)) == (writes, comments)
+
+
 def test_a_directory_that_fails_during_a_sweep_offboards_nobody(world: World) -> None:
     ref = issued(world, "1", creator="hanako")
     world.directory.delete("hanako")

@@ -1,7 +1,8 @@
 """A deterministic schedule explorer: the domain's actors interleaved at every call they make to a port.
 
-Each actor (a worker handling a user's save, the rotator's four steps, a reconciler sweep with its
-retirements, a user's bulk delete) runs in its own greenlet over one set of in-memory fakes. Every
+Each actor (a worker handling a user's save or an owner's departure, the rotator's four steps, a
+reconciler sweep with its retirements, a user's bulk delete) runs in its own greenlet over one set
+of in-memory fakes. Every
 call a service makes to a port first hands control back to the explorer, which picks the actor that
 goes next, or crashes the caller there: its invocation dies before the call and runs again from the
 start, as SQS redelivers a message, Secrets Manager repeats a rotation step and the schedule runs the
@@ -107,6 +108,18 @@ def _delete_with_webhook() -> Actor:
     )
 
 
+def _owner_leaves() -> Actor:
+    """The key's owner is deactivated in cybozu.com; a sweep found it and the worker, after asking
+    the directory about them again, revokes."""
+    return Actor(
+        "worker after the owner left",
+        (
+            _user("'s owner is deactivated", lambda world: world.directory.deactivate("taro")),
+            _converge("OFFBOARD"),
+        ),
+    )
+
+
 def _rotator(token: str) -> Actor:
     def step(step: RotationStep) -> Invocation:
         return Invocation(step.value, lambda world: world.rotator.run(SECRET_ID, token, step), "rotation")
@@ -131,6 +144,7 @@ WORKERS_ON_A_KEY = (
     _edit("status=Revoke", status="Revoke"),
     _edit("status=Rotate", status="Rotate"),
     _delete_with_webhook(),
+    _owner_leaves(),
 )
 
 
