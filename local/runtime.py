@@ -157,21 +157,7 @@ class Schedule:
 
     def stop(self) -> None:
         self._stopping.set()
-        self.resume()
         self._thread.join(timeout=5)
-
-    def pause(self, timeout: float = 30.0) -> None:
-        """Stop taking messages, once the batch in hand (if any) is handled: messages pile up in the
-        queue, as they do when records arrive faster than the workers take them."""
-        with self._enabled_changed:
-            self._enabled = False
-            if not self._enabled_changed.wait_for(lambda: not self._busy, timeout):
-                raise TimeoutError("the worker did not finish its batch")
-
-    def resume(self) -> None:
-        with self._enabled_changed:
-            self._enabled = True
-            self._enabled_changed.notify_all()
 
     def _run(self) -> None:
         while not self._stopping.wait(self._interval_seconds):
