@@ -39,7 +39,7 @@ from local import kintone_directory, stack
 from local.aws_resources import create_state_table, local_client
 from local.bench_stages import KeyTiming, WorkerLogReader, stage_figures, stage_table, wait_for_converged
 from local.kintone_emulator.params import MAX_WAIT_SECONDS
-from local.kintone_emulator.request_counter import kintone_day
+from local.kintone_emulator.request_counter import kintone_day, requests_by_api
 
 APP_ID = "1"
 
@@ -462,8 +462,7 @@ def burst(settings: dict[str, str], count: int, fault_share: float) -> dict[str,
 
 def kintone_requests_by_api(kintone: httpx.Client) -> dict[str, int]:
     """What the emulator counted for the app today, per API (kintone's day turns at 9:00 JST)."""
-    counts = kintone.get("/_emulator/requests").json()["apps"].get(APP_ID, {})
-    return counts.get(kintone_day(time.time()), {}).get("by_api", {})
+    return requests_by_api(kintone.get("/_emulator/requests").json(), APP_ID, kintone_day(time.time()))
 
 
 class _Tally:

@@ -417,8 +417,7 @@ class QueuePoller:
 
     def wait_handled(self, count: int, timeout: float) -> bool:
         """Block until at least `count` messages were handled (succeeded or failed)."""
-        with self._handled_changed:
-            return self._handled_changed.wait_for(lambda: self._handled >= count, timeout)
+        return self.wait_until(lambda: self._handled >= count, timeout)
 
     def wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
         """Block until `condition` holds, checked now and after each batch the worker handles."""
@@ -431,8 +430,7 @@ class QueuePoller:
 
     def wait_group_handled(self, group_id: str, count: int, timeout: float) -> bool:
         """Block until at least `count` messages of one message group (one record) were handled."""
-        with self._handled_changed:
-            return self._handled_changed.wait_for(lambda: self._handled_by_group[group_id] >= count, timeout)
+        return self.wait_until(lambda: self._handled_by_group[group_id] >= count, timeout)
 
     def _poll(self) -> None:
         while not self._stopping.is_set():

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -143,60 +143,56 @@ class RecordBatch:
     # -- kintone ---------------------------------------------------------------------------------
 
     def _prefetch(self, refs: Sequence[RecordRef]) -> None:
-        by_app: dict[str, list[str]] = {}
-        for ref in refs:
-            ids = by_app.setdefault(ref.app_id, [])
-            if ref.record_id not in ids:
-                ids.append(ref.record_id)
-        for app_id, ids in by_app.items():
-            if len(ids) < 2:
+        for app_id, chunk in _by_app_in_requests(list(dict.fromkeys(refs)), lambda ref: ref.app_id):
+            if len(chunk) == 1:
                 continue  # one record: its own read costs the same request
-            for start in range(0, len(ids), MAX_RECORDS_PER_REQUEST):
-                chunk = ids[start : start + MAX_RECORDS_PER_REQUEST]
-                # Ids are digits (KintoneId), so they need no quoting.
-                query = f"$id in ({', '.join(chunk)}) limit {len(chunk)}"
-                try:
-                    rows = self._records.query_records(app_id, query, [])
-                except Exception:  # noqa: BLE001 - each record is then read on its own, which meets the fault
-                    logger.warning("could not read a batch's records in one query", extra={"app_id": app_id})
-                    continue
-                for row in rows:
-                    self._prefetched[(app_id, row["$id"]["value"])] = row
+            # Ids are digits (KintoneId), so they need no quoting.
+            query = f"$id in ({', '.join(ref.record_id for ref in chunk)}) limit {len(chunk)}"
+            try:
+                rows = self._records.query_records(app_id, query, [])
+            except Exception:  # noqa: BLE001 - each record is then read on its own, which meets the fault
+                logger.warning("could not read a batch's records in one query", extra={"app_id": app_id})
+                continue
+            for row in rows:
+                self._prefetched[(app_id, row["$id"]["value"])] = row
         # A record the query did not return (deleted meanwhile) is read on its own, which says so.
 
     def _send(self, writes: Sequence[_PendingWrite]) -> None:
-        by_app: dict[str, list[_PendingWrite]] = {}
-        for write in writes:
-            by_app.setdefault(write.ref.app_id, []).append(write)
-        for app_id, app_writes in by_app.items():
-            for start in range(0, len(app_writes), MAX_RECORDS_PER_REQUEST):
-                chunk = app_writes[start : start + MAX_RECORDS_PER_REQUEST]
-                if len(chunk) == 1:
-                    self._send_one(chunk[0])
-                    continue
-                try:
-                    revisions = self._records.write_records(
-                        app_id,
-                        [
-                            RecordWrite(
-                                record_id=write.ref.record_id, values=write.values, revision=write.revision
-                            )
-                            for write in chunk
-                        ],
-                    )
-                except Exception:  # noqa: BLE001 - all or nothing: each write is sent alone and meets its own answer
-                    for write in chunk:
-                        self._send_one(write)
-                    continue
-                for write in chunk:
-                    write.new_revision = revisions.get(write.ref.record_id)
-                    if write.new_revision is None:
-                        write.error = TransientError(
-                            f"kintone's answer left out record {write.ref.record_id}"
+        for app_id, chunk in _by_app_in_requests(writes, lambda write: write.ref.app_id):
+            if len(chunk) == 1:
+                self._send_one(chunk[0])
+                continue
+            try:
+                revisions = self._records.write_records(
+                    app_id,
+                    [
+                        RecordWrite(
+                            record_id=write.ref.record_id, values=write.values, revision=write.revision
                         )
+                        for write in chunk
+                    ],
+                )
+            except Exception:  # noqa: BLE001 - all or nothing: each write is sent alone and meets its own answer
+                for write in chunk:
+                    self._send_one(write)
+                continue
+            for write in chunk:
+                write.new_revision = revisions.get(write.ref.record_id)
+                if write.new_revision is None:
+                    write.error = TransientError(f"kintone's answer left out record {write.ref.record_id}")
 
     def _send_one(self, write: _PendingWrite) -> None:
         try:
             write.new_revision = self._records.write_fields(write.ref, write.revision, write.values)
         except Exception as error:  # noqa: BLE001 - raised on the record's own thread, as unbatched
             write.error = error
+
+
+def _by_app_in_requests(items: Sequence[T], app_of: Callable[[T], str]) -> Iterator[tuple[str, list[T]]]:
+    """`items` by app, in runs of at most one request's worth, in their order."""
+    by_app: dict[str, list[T]] = {}
+    for item in items:
+        by_app.setdefault(app_of(item), []).append(item)
+    for app_id, app_items in by_app.items():
+        for start in range(0, len(app_items), MAX_RECORDS_PER_REQUEST):
+            yield app_id, app_items[start : start + MAX_RECORDS_PER_REQUEST]

@@ -35,6 +35,12 @@ def app_of(params: Mapping[str, Any]) -> str | None:
     return None
 
 
+def requests_by_api(counts: Mapping[str, Any], app_id: str, day: str) -> dict[str, int]:
+    """From `RequestCounter.as_json()` (or `GET /_emulator/requests`): one app's requests on one
+    kintone day, per API."""
+    return dict(counts["apps"].get(app_id, {}).get(day, {}).get("by_api", {}))
+
+
 class RequestCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -33,6 +33,7 @@ from local.aws_resources import (
 )
 from local.kintone_emulator import KintoneEmulator
 from local.kintone_emulator.directory import Directory
+from local.kintone_emulator.request_counter import requests_by_api
 from local.litellm_proxy import LiteLLMEndpoint, ensure_litellm
 from local.runtime import LocalRuntime, invoke_reconciler
 from local.stack import STATE_DIR, function_environment
@@ -215,8 +216,7 @@ class LocalStack:
 
     def kintone_requests_by_api(self, day: str) -> dict[str, int]:
         """What kintone (the emulator) counted for the app on a kintone day, per API."""
-        counts = httpx.get(f"{self.kintone_url}/_emulator/requests", timeout=10).json()
-        return counts["apps"].get(APP_ID, {}).get(day, {}).get("by_api", {})
+        return requests_by_api(self.emulator.request_counts(), APP_ID, day)
 
     def save_while_the_worker_waits(self, count: int) -> list[str]:
         """Save `count` records while the worker takes no messages, so that they reach it together
